@@ -1,0 +1,238 @@
+"""Machine files: the devices of a design, their memories, energy and area tables.
+
+One model per device family, chosen by the ``kind`` key. YAML field names carry no units (the value
+does: ``bandwidth: "3.35 TB/s"``); the Python attribute names do (``bw_bytes_per_s``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from archsim.config.quantities import (
+    Bytes,
+    BytesPerSecond,
+    FlopsPerSecond,
+    Fraction,
+    Hertz,
+    Joules,
+    PositiveInt,
+    Seconds,
+    SquareMM,
+    StrictModel,
+    Watts,
+)
+from archsim.ir.tensor import DType
+
+SCHEMA_VERSION = 1
+
+
+class MemoryLevelConfig(StrictModel):
+    """One level of a memory hierarchy (DRAM/HBM, L2, scratchpad)."""
+
+    size_bytes: Bytes = Field(alias="size", description="Capacity, e.g. '80 GB' or '50 MiB'.")
+    bw_bytes_per_s: BytesPerSecond = Field(
+        alias="bandwidth", description="Peak bandwidth of the level, e.g. '3.35 TB/s'."
+    )
+    read_energy_per_byte_j: Joules = Field(
+        alias="read_energy_per_byte", description="Energy to read one byte, e.g. '7 pJ'."
+    )
+    write_energy_per_byte_j: Joules = Field(
+        alias="write_energy_per_byte", description="Energy to write one byte, e.g. '7 pJ'."
+    )
+    latency_s: Seconds = Field(
+        default=0.0, alias="latency", description="Access latency of the first byte, e.g. '500 ns'."
+    )
+
+
+class _DeviceBase(StrictModel):
+    name: str = Field(description="Name of the device, unique within the machine.")
+    clock_hz: Hertz = Field(alias="clock", description="Core clock, e.g. '1.98 GHz'.")
+    static_power_w: Watts = Field(
+        alias="static_power", description="Leakage and idle power charged for the whole runtime."
+    )
+    mac_energy_j: dict[DType, Joules] = Field(
+        alias="mac_energy",
+        description="Energy of one multiply-accumulate per dtype; a dtype not listed is unsupported.",
+    )
+    vector_op_energy_j: Joules = Field(
+        alias="vector_op_energy", description="Energy of one vector-unit operation (add, mul, exp)."
+    )
+
+
+class TileShape(StrictModel):
+    """An output tile a GEMM kernel can use: one thread block computes ``m x n`` outputs."""
+
+    m: PositiveInt = Field(description="Rows of the output tile.")
+    n: PositiveInt = Field(description="Columns of the output tile.")
+
+
+class GpuEfficiency(StrictModel):
+    """Fractions of datasheet peaks that well-tuned kernels reach; fitted to measurements."""
+
+    tensor: Fraction = Field(description="Sustained share of dense tensor-core peak in large GEMMs.")
+    hbm: Fraction = Field(description="Sustained share of HBM bandwidth in streaming kernels.")
+    l2: Fraction = Field(default=0.8, description="Sustained share of L2 bandwidth.")
+    vector: Fraction = Field(default=0.6, description="Sustained share of the non-tensor FP32 peak.")
+
+
+class GpuConfig(_DeviceBase):
+    """A GPU: SMs with tensor cores, an L2 and HBM; kernels launched from a host."""
+
+    kind: Literal["gpu"] = "gpu"
+    sm_count: PositiveInt = Field(description="Streaming multiprocessors.")
+    tensor_flops_per_s: dict[DType, FlopsPerSecond] = Field(
+        alias="tensor_throughput",
+        description="Dense tensor-core peak per dtype at the boost clock, e.g. bf16: '989 TFLOP/s'.",
+    )
+    vector_flops_per_s: FlopsPerSecond = Field(
+        alias="vector_throughput", description="Non-tensor FP32 peak (FMA counted as 2)."
+    )
+    hbm: MemoryLevelConfig = Field(description="Device memory.")
+    l2: MemoryLevelConfig = Field(description="Last-level cache shared by all SMs.")
+    shared_memory_per_sm_bytes: Bytes = Field(
+        alias="shared_memory_per_sm", description="Shared memory per SM usable by one kernel."
+    )
+    kernel_launch_s: Seconds = Field(
+        alias="kernel_launch",
+        description="Minimum GPU time of a kernel (launch, prologue, epilogue), e.g. '4 us'.",
+    )
+    tile_shapes: list[TileShape] = Field(
+        min_length=1, description="Output tiles the GEMM library picks from (e.g. cuBLAS nvjet)."
+    )
+    efficiency: GpuEfficiency = Field(description="Calibrated shares of the peaks.")
+    die_area_mm2: SquareMM = Field(alias="die_area", description="Die area.")
+    tdp_w: Watts = Field(alias="tdp", description="Board power limit.")
+
+    @model_validator(mode="after")
+    def _tensor_dtypes_priced(self) -> GpuConfig:
+        missing = [d.value for d in self.tensor_flops_per_s if d not in self.mac_energy_j]
+        if missing:
+            raise ValueError(f"mac_energy has no entry for tensor_throughput dtypes {missing}")
+        return self
+
+
+class SystolicArrayConfig(StrictModel):
+    """Systolic arrays of processing elements (one MAC each per cycle at the base dtype)."""
+
+    count: PositiveInt = Field(description="Number of arrays.")
+    rows: PositiveInt = Field(description="PE rows of each array (the reduction dimension for WS).")
+    cols: PositiveInt = Field(description="PE columns of each array (output columns).")
+    dataflow: Literal["ws", "os"] = Field(
+        description="Weight-stationary (ws) or output-stationary (os)."
+    )
+
+
+class VectorUnitConfig(StrictModel):
+    """SIMD unit for elementwise ops, norms and softmax."""
+
+    lanes: PositiveInt = Field(description="Operations per cycle.")
+
+
+class DmaConfig(StrictModel):
+    """DMA engines moving tiles between DRAM and the scratchpad."""
+
+    engines: PositiveInt = Field(description="Concurrent DMA engines.")
+    setup_s: Seconds = Field(alias="setup", description="Fixed cost of starting one transfer.")
+
+
+class NpuAreaConfig(StrictModel):
+    """Area of each component; the total follows the configured counts and sizes."""
+
+    per_pe_mm2: SquareMM = Field(alias="per_pe", description="One processing element (MAC + regs).")
+    per_vector_lane_mm2: SquareMM = Field(alias="per_vector_lane", description="One vector lane.")
+    sram_per_mib_mm2: SquareMM = Field(alias="sram_per_mib", description="One MiB of scratchpad.")
+    fixed_mm2: SquareMM = Field(
+        alias="fixed", description="Everything else: DRAM PHYs, NoC, control, I/O."
+    )
+
+
+class NpuConfig(_DeviceBase):
+    """A TPU-like NPU: systolic arrays, a vector unit, a scratchpad fed by DMA from DRAM."""
+
+    kind: Literal["npu"] = "npu"
+    systolic_array: SystolicArrayConfig
+    macs_per_pe_per_cycle: dict[DType, PositiveInt] = Field(
+        description="MACs one PE does per cycle for each dtype it supports (e.g. int8: 2)."
+    )
+    vector_unit: VectorUnitConfig
+    scratchpad: MemoryLevelConfig = Field(description="On-chip SRAM shared by the arrays.")
+    dram: MemoryLevelConfig = Field(description="Off-chip memory.")
+    dma: DmaConfig
+    area: NpuAreaConfig
+
+    @model_validator(mode="after")
+    def _dtypes_priced(self) -> NpuConfig:
+        missing = [d.value for d in self.macs_per_pe_per_cycle if d not in self.mac_energy_j]
+        if missing:
+            raise ValueError(f"mac_energy has no entry for macs_per_pe_per_cycle dtypes {missing}")
+        return self
+
+
+class PimConfig(_DeviceBase):
+    """Processing in memory: MAC units beside the DRAM banks, fed at internal bank bandwidth."""
+
+    kind: Literal["pim"] = "pim"
+    channels: PositiveInt = Field(description="Memory channels (pseudo-channels for HBM).")
+    banks_per_channel: PositiveInt = Field(description="Banks per channel with a PIM unit each.")
+    macs_per_bank_per_cycle: PositiveInt = Field(description="MACs one bank unit does per cycle.")
+    internal_bw_bytes_per_s: BytesPerSecond = Field(
+        alias="internal_bandwidth", description="Aggregate bank-side bandwidth seen by PIM units."
+    )
+    dram: MemoryLevelConfig = Field(description="The memory the PIM units sit in.")
+    area_mm2: SquareMM = Field(alias="area", description="Area added by the PIM logic.")
+
+
+class FpgaConfig(_DeviceBase):
+    """An FPGA accelerator: DSP slices, on-chip RAM and HBM/DDR channels."""
+
+    kind: Literal["fpga"] = "fpga"
+    dsp_count: PositiveInt = Field(description="DSP slices used by the design.")
+    macs_per_dsp_per_cycle: dict[DType, PositiveInt] = Field(
+        description="MACs one DSP slice does per cycle for each dtype (packing, e.g. int8: 2)."
+    )
+    onchip: MemoryLevelConfig = Field(description="BRAM + URAM seen as one on-chip level.")
+    dram: MemoryLevelConfig = Field(description="HBM or DDR.")
+    area_mm2: SquareMM = Field(alias="area", description="Die area of the device.")
+
+
+DeviceConfig = Annotated[GpuConfig | NpuConfig | PimConfig | FpgaConfig, Field(discriminator="kind")]
+
+
+class InterconnectConfig(StrictModel):
+    """Link between devices of one machine (used when consecutive ops run on different devices)."""
+
+    bw_bytes_per_s: BytesPerSecond = Field(alias="bandwidth", description="Per-direction bandwidth.")
+    latency_s: Seconds = Field(alias="latency", description="Per-transfer latency.")
+    energy_per_byte_j: Joules = Field(alias="energy_per_byte", description="Energy per byte moved.")
+
+
+class MachineConfig(StrictModel):
+    """A machine file: one or more devices and how they connect."""
+
+    schema_version: Literal[1] = Field(description="Version of this file format (1).")
+    name: str = Field(description="Short name of the design.")
+    description: str = Field(default="", description="One line shown by 'archsim list'.")
+    sources: list[str] = Field(
+        default_factory=list, description="Datasheets and papers the numbers come from."
+    )
+    devices: list[DeviceConfig] = Field(min_length=1, description="The devices of the machine.")
+    interconnect: InterconnectConfig | None = Field(
+        default=None, description="Required when the machine has more than one device."
+    )
+    mapper: str = Field(default="greedy", description="Mapper used unless the CLI names another.")
+    sweep: dict[str, list[object]] | None = Field(
+        default=None,
+        description="Design space: dotted field path -> list of values (grid over all paths).",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MachineConfig:
+        names = [d.name for d in self.devices]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"device names must be unique, repeated: {duplicates}")
+        if len(self.devices) > 1 and self.interconnect is None:
+            raise ValueError("a machine with several devices needs an 'interconnect' block")
+        return self

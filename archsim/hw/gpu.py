@@ -1,0 +1,1 @@
+"""GPU device model (placeholder until the tiled model lands)."""

@@ -1,0 +1,1 @@
+"""NPU device model (placeholder until the systolic model lands)."""

@@ -1,0 +1,43 @@
+"""Operator-graph IR: tensors with dtype and sparsity, frozen ops, and the ``OpGraph``."""
+
+from archsim.ir.graph import GraphSummary, OpGraph
+from archsim.ir.ops import (
+    Attention,
+    Collective,
+    Elementwise,
+    Gemm,
+    MoeCombine,
+    MoeDispatch,
+    MoeRouter,
+    Norm,
+    Op,
+    Softmax,
+    attention,
+    gemm,
+)
+from archsim.ir.tensor import DENSE, NM, Block, Dense, DType, Sparsity, Tensor, Unstructured
+
+__all__ = [
+    "DENSE",
+    "NM",
+    "Attention",
+    "Block",
+    "Collective",
+    "DType",
+    "Dense",
+    "Elementwise",
+    "Gemm",
+    "GraphSummary",
+    "MoeCombine",
+    "MoeDispatch",
+    "MoeRouter",
+    "Norm",
+    "Op",
+    "OpGraph",
+    "Softmax",
+    "Sparsity",
+    "Tensor",
+    "Unstructured",
+    "attention",
+    "gemm",
+]

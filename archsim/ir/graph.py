@@ -1,0 +1,102 @@
+"""The operator graph: a DAG of frozen ops whose edges follow the tensors they share."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import networkx as nx
+
+from archsim.ir.ops import Op
+from archsim.ir.tensor import Tensor
+
+
+@dataclass(frozen=True)
+class GraphSummary:
+    """Totals of a graph, for ``archsim show`` and reports."""
+
+    name: str
+    op_count: int
+    ops_by_kind: dict[str, int]
+    flops: float
+    bytes: float
+    weight_bytes: float
+    parameter_count: int
+
+    @property
+    def op_per_byte(self) -> float:
+        return self.flops / self.bytes if self.bytes else float("inf")
+
+
+class OpGraph:
+    """A DAG with one op per node; an edge ``u -> v`` means v reads a tensor u writes.
+
+    Ops are kept in insertion order, which the builders make topological; ``ops()`` checks that
+    the order is valid once, when the graph is built.
+    """
+
+    def __init__(self, name: str, ops: Iterable[Op]):
+        self.name = name
+        self._ops: list[Op] = []
+        self._graph = nx.DiGraph()
+        producer: dict[str, str] = {}
+        for op in ops:
+            if op.name in self._graph:
+                raise ValueError(f"graph '{name}': two ops are named '{op.name}'")
+            self._graph.add_node(op.name, op=op)
+            self._ops.append(op)
+            for tensor in op.inputs():
+                if tensor.name in producer:
+                    self._graph.add_edge(producer[tensor.name], op.name, tensor=tensor.name)
+            for tensor in op.outputs():
+                producer[tensor.name] = op.name
+
+    def __len__(self) -> int:
+        return len(self._ops)
+
+    def __iter__(self) -> Iterator[Op]:
+        return iter(self._ops)
+
+    def ops(self) -> list[Op]:
+        return list(self._ops)
+
+    def op(self, name: str) -> Op:
+        return self._graph.nodes[name]["op"]
+
+    @property
+    def nx_graph(self) -> nx.DiGraph:
+        """The underlying networkx graph (nodes are op names, attribute ``op``)."""
+        return self._graph
+
+    def predecessors(self, name: str) -> list[str]:
+        return list(self._graph.predecessors(name))
+
+    def weights(self) -> dict[str, Tensor]:
+        """Distinct weight tensors by name (a weight read by several ops counts once)."""
+        found: dict[str, Tensor] = {}
+        for op in self._ops:
+            for tensor in op.inputs():
+                if tensor.is_weight:
+                    found.setdefault(tensor.name, tensor)
+        return found
+
+    def parameter_count(self) -> int:
+        return sum(t.numel for t in self.weights().values())
+
+    def flops(self) -> float:
+        return sum(op.flops() for op in self._ops)
+
+    def bytes(self) -> float:
+        return sum(op.bytes() for op in self._ops)
+
+    def summary(self) -> GraphSummary:
+        return GraphSummary(
+            name=self.name,
+            op_count=len(self._ops),
+            ops_by_kind=dict(Counter(op.kind for op in self._ops)),
+            flops=self.flops(),
+            bytes=self.bytes(),
+            weight_bytes=sum(t.stored_bytes for t in self.weights().values()),
+            parameter_count=self.parameter_count(),
+        )

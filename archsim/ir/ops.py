@@ -1,0 +1,434 @@
+"""Frozen operators of the graph. Each knows its arithmetic work and the bytes it must move.
+
+Conventions (the same as the measured GPU data under ``shared/data/gpu``):
+
+* ``flops()`` counts dense-equivalent arithmetic: a multiply-accumulate is 2 operations, and a
+  sparse operand does not reduce it. ``effective_flops()`` is the work on non-zeros only.
+* ``bytes_read()`` / ``bytes_written()`` are the compulsory traffic: each input read once, each
+  output written once, sparse tensors at their compressed size including metadata.
+* Names (of ops and tensors) take no part in equality, so identical layers compare and hash equal
+  and device models can cache their cost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from archsim.ir.tensor import DENSE, DType, Sparsity, Tensor
+
+
+@dataclass(frozen=True)
+class Op:
+    """Base of every operator."""
+
+    name: str = field(compare=False)
+    kind: ClassVar[str] = "op"
+
+    def inputs(self) -> tuple[Tensor, ...]:
+        raise NotImplementedError
+
+    def outputs(self) -> tuple[Tensor, ...]:
+        raise NotImplementedError
+
+    def flops(self) -> float:
+        """Dense-equivalent arithmetic operations (a MAC counts 2)."""
+        raise NotImplementedError
+
+    def effective_flops(self) -> float:
+        """Arithmetic on non-zero operands only; equals ``flops()`` for dense ops."""
+        return self.flops()
+
+    @property
+    def dtype(self) -> DType:
+        """The element type the op computes in."""
+        return self.inputs()[0].dtype
+
+    def bytes_read(self) -> float:
+        return sum(t.stored_bytes for t in self.inputs())
+
+    def bytes_written(self) -> float:
+        return sum(t.stored_bytes for t in self.outputs())
+
+    def bytes(self) -> float:
+        """Compulsory traffic: inputs read once plus outputs written once."""
+        return self.bytes_read() + self.bytes_written()
+
+    def weight_bytes(self) -> float:
+        return sum(t.stored_bytes for t in self.inputs() if t.is_weight)
+
+    def op_per_byte(self) -> float:
+        """Arithmetic intensity in operations per byte of compulsory traffic."""
+        traffic = self.bytes()
+        return self.flops() / traffic if traffic > 0 else float("inf")
+
+
+@dataclass(frozen=True)
+class Gemm(Op):
+    """``out[b, m, n] = sum_k a[b, m, k] * w[b?, k, n]``; either operand may be sparse.
+
+    ``b`` is a weight shared across the batch when ``b.is_weight``; otherwise it has a leading
+    batch dimension (attention's score and value products). M = 1 makes it a GEMV.
+    """
+
+    a: Tensor
+    b: Tensor
+    out: Tensor
+    m: int
+    n: int
+    k: int
+    batch: int = 1
+    kind: ClassVar[str] = "gemm"
+
+    def __post_init__(self) -> None:
+        if min(self.m, self.n, self.k, self.batch) < 1:
+            raise ValueError(f"gemm '{self.name}' needs positive sizes, got {self.shape_str()}")
+        if self.a.numel != self.batch * self.m * self.k:
+            raise ValueError(f"gemm '{self.name}': operand a {self.a.shape} is not {self.shape_str()}")
+        b_numel = self.k * self.n * (1 if self.b.is_weight else self.batch)
+        if self.b.numel != b_numel:
+            raise ValueError(f"gemm '{self.name}': operand b {self.b.shape} is not {self.shape_str()}")
+
+    def shape_str(self) -> str:
+        prefix = f"{self.batch}x" if self.batch > 1 else ""
+        return f"{prefix}{self.m}x{self.n}x{self.k}"
+
+    @property
+    def is_gemv(self) -> bool:
+        return self.m == 1
+
+    def inputs(self) -> tuple[Tensor, ...]:
+        return (self.a, self.b)
+
+    def outputs(self) -> tuple[Tensor, ...]:
+        return (self.out,)
+
+    def flops(self) -> float:
+        return 2.0 * self.batch * self.m * self.n * self.k
+
+    def effective_flops(self) -> float:
+        return self.flops() * self.a.sparsity.density * self.b.sparsity.density
+
+
+def gemm(
+    name: str,
+    m: int,
+    n: int,
+    k: int,
+    dtype: DType = DType.BF16,
+    *,
+    batch: int = 1,
+    b_is_weight: bool = True,
+    a_sparsity: Sparsity = DENSE,
+    b_sparsity: Sparsity = DENSE,
+    out_dtype: DType | None = None,
+    a_name: str | None = None,
+    b_name: str | None = None,
+    out_name: str | None = None,
+) -> Gemm:
+    """Build a GEMM with its tensors named after the op unless names are given."""
+    a_shape = (batch, m, k) if batch > 1 else (m, k)
+    b_shape = (k, n) if b_is_weight or batch == 1 else (batch, k, n)
+    out_shape = (batch, m, n) if batch > 1 else (m, n)
+    return Gemm(
+        name=name,
+        a=Tensor(a_name or f"{name}.a", a_shape, dtype, a_sparsity),
+        b=Tensor(b_name or f"{name}.w", b_shape, dtype, b_sparsity, is_weight=b_is_weight),
+        out=Tensor(out_name or f"{name}.out", out_shape, out_dtype or _accumulate_out(dtype)),
+        m=m,
+        n=n,
+        k=k,
+        batch=batch,
+    )
+
+
+def _accumulate_out(dtype: DType) -> DType:
+    # fp8 and int GEMMs write a 16-bit result in every framework we model (torch._scaled_mm -> bf16)
+    return DType.BF16 if dtype in (DType.FP8, DType.INT8, DType.INT4) else dtype
+
+
+@dataclass(frozen=True)
+class Attention(Op):
+    """Scaled dot-product attention, fused (FlashAttention style): QK^T, softmax, PV.
+
+    ``heads_kv < heads_q`` is grouped-query attention. Decode is ``q_len == 1`` against a KV cache
+    of ``kv_len`` positions; prefill with ``causal`` masks the upper triangle.
+    """
+
+    q: Tensor
+    k: Tensor
+    v: Tensor
+    out: Tensor
+    batch: int
+    heads_q: int
+    heads_kv: int
+    q_len: int
+    kv_len: int
+    head_dim: int
+    causal: bool
+    kind: ClassVar[str] = "attention"
+
+    def __post_init__(self) -> None:
+        if self.heads_q % self.heads_kv:
+            raise ValueError(
+                f"attention '{self.name}': {self.heads_q} query heads are not a multiple of "
+                f"{self.heads_kv} KV heads"
+            )
+        if self.causal and self.q_len > self.kv_len:
+            raise ValueError(f"attention '{self.name}': causal q_len {self.q_len} > kv_len {self.kv_len}")
+
+    @property
+    def phase(self) -> str:
+        return "decode" if self.q_len == 1 else "prefill"
+
+    def score_pairs(self) -> int:
+        """(query, key) pairs computed per head: all of them, or the causal lower triangle."""
+        if not self.causal:
+            return self.q_len * self.kv_len
+        offset = self.kv_len - self.q_len  # queries see the cached prefix plus themselves
+        return self.q_len * offset + self.q_len * (self.q_len + 1) // 2
+
+    def inputs(self) -> tuple[Tensor, ...]:
+        return (self.q, self.k, self.v)
+
+    def outputs(self) -> tuple[Tensor, ...]:
+        return (self.out,)
+
+    def flops(self) -> float:
+        # QK^T and PV each take 2*d operations per (query, key) pair and query head
+        return 4.0 * self.batch * self.heads_q * self.head_dim * self.score_pairs()
+
+
+def attention(
+    name: str,
+    *,
+    batch: int,
+    heads_q: int,
+    heads_kv: int,
+    q_len: int,
+    kv_len: int,
+    head_dim: int,
+    causal: bool,
+    dtype: DType = DType.BF16,
+    q_name: str | None = None,
+    k_name: str | None = None,
+    v_name: str | None = None,
+    out_name: str | None = None,
+) -> Attention:
+    return Attention(
+        name=name,
+        q=Tensor(q_name or f"{name}.q", (batch, heads_q, q_len, head_dim), dtype),
+        k=Tensor(k_name or f"{name}.k", (batch, heads_kv, kv_len, head_dim), dtype),
+        v=Tensor(v_name or f"{name}.v", (batch, heads_kv, kv_len, head_dim), dtype),
+        out=Tensor(out_name or f"{name}.out", (batch, heads_q, q_len, head_dim), dtype),
+        batch=batch,
+        heads_q=heads_q,
+        heads_kv=heads_kv,
+        q_len=q_len,
+        kv_len=kv_len,
+        head_dim=head_dim,
+        causal=causal,
+    )
+
+
+# Operations per output element of the elementwise functions we lower to (a multiply or add is 1;
+# a transcendental is counted as 4, the usual SFU cost on GPUs and vector units).
+ELEMENTWISE_FLOPS_PER_ELEMENT = {
+    "add": 1.0,
+    "mul": 1.0,
+    "silu": 5.0,
+    "gelu": 8.0,
+    "silu_mul": 6.0,
+    "rope": 3.0,
+    "copy": 0.0,
+    "scale_add": 2.0,
+}
+
+
+@dataclass(frozen=True)
+class Elementwise(Op):
+    """One output element per input element: activations, residual adds, RoPE, KV-cache writes."""
+
+    function: str
+    ins: tuple[Tensor, ...]
+    out: Tensor
+    kind: ClassVar[str] = "elementwise"
+
+    def __post_init__(self) -> None:
+        if self.function not in ELEMENTWISE_FLOPS_PER_ELEMENT:
+            allowed = ", ".join(sorted(ELEMENTWISE_FLOPS_PER_ELEMENT))
+            raise ValueError(f"elementwise '{self.name}': unknown function '{self.function}' ({allowed})")
+
+    def inputs(self) -> tuple[Tensor, ...]:
+        return self.ins
+
+    def outputs(self) -> tuple[Tensor, ...]:
+        return (self.out,)
+
+    def flops(self) -> float:
+        return ELEMENTWISE_FLOPS_PER_ELEMENT[self.function] * self.out.numel
+
+
+@dataclass(frozen=True)
+class Norm(Op):
+    """RMSNorm or LayerNorm over the last dimension of ``x`` (rows x cols)."""
+
+    function: str  # "rmsnorm" | "layernorm"
+    x: Tensor
+    weight: Tensor
+    out: Tensor
+    kind: ClassVar[str] = "norm"
+
+    def inputs(self) -> tuple[Tensor, ...]:
+        return (self.x, self.weight)
+
+    def outputs(self) -> tuple[Tensor, ...]:
+        return (self.out,)
+
+    def flops(self) -> float:
+        # rmsnorm: square, sum, scale, weight multiply; layernorm adds the mean pass
+        per_element = 4.0 if self.function == "rmsnorm" else 7.0
+        return per_element * self.x.numel
+
+
+@dataclass(frozen=True)
+class Softmax(Op):
+    """Softmax over the last dimension (max, exp, sum, divide)."""
+
+    x: Tensor
+    out: Tensor
+    kind: ClassVar[str] = "softmax"
+
+    def inputs(self) -> tuple[Tensor, ...]:
+        return (self.x,)
+
+    def outputs(self) -> tuple[Tensor, ...]:
+        return (self.out,)
+
+    def flops(self) -> float:
+        return 5.0 * self.x.numel
+
+
+@dataclass(frozen=True)
+class MoeRouter(Op):
+    """Router of a mixture-of-experts layer: logits = x @ W_r, softmax, top-k.
+
+    ``expert_tokens`` is how many tokens each expert receives (sums to tokens * top_k); it comes
+    from the routing distribution of the workload and decides the per-expert GEMM sizes.
+    """
+
+    x: Tensor
+    w_router: Tensor
+    out: Tensor
+    tokens: int
+    experts: int
+    top_k: int
+    expert_tokens: tuple[int, ...]
+    kind: ClassVar[str] = "moe_router"
+
+    def __post_init__(self) -> None:
+        if len(self.expert_tokens) != self.experts:
+            raise ValueError(f"router '{self.name}': {len(self.expert_tokens)} counts for {self.experts} experts")
+        if sum(self.expert_tokens) != self.tokens * self.top_k:
+            raise ValueError(
+                f"router '{self.name}': expert token counts sum to {sum(self.expert_tokens)}, "
+                f"not tokens*top_k = {self.tokens * self.top_k}"
+            )
+
+    def inputs(self) -> tuple[Tensor, ...]:
+        return (self.x, self.w_router)
+
+    def outputs(self) -> tuple[Tensor, ...]:
+        return (self.out,)
+
+    def flops(self) -> float:
+        d_model = self.w_router.shape[0]
+        # logits GEMM, then softmax (5 per logit) and top-k selection (1 compare per logit)
+        return 2.0 * self.tokens * d_model * self.experts + 6.0 * self.tokens * self.experts
+
+
+@dataclass(frozen=True)
+class MoeDispatch(Op):
+    """Gather each token's row once per chosen expert into expert-contiguous order."""
+
+    x: Tensor
+    routing: Tensor
+    out: Tensor
+    kind: ClassVar[str] = "moe_dispatch"
+
+    def inputs(self) -> tuple[Tensor, ...]:
+        return (self.x, self.routing)
+
+    def outputs(self) -> tuple[Tensor, ...]:
+        return (self.out,)
+
+    def flops(self) -> float:
+        return 0.0
+
+    def bytes_read(self) -> float:
+        # every routed copy reads its source row; the routing table is read once
+        return self.out.stored_bytes + self.routing.stored_bytes
+
+
+@dataclass(frozen=True)
+class MoeCombine(Op):
+    """Weighted sum of each token's top-k expert outputs back into token order."""
+
+    expert_out: Tensor
+    routing: Tensor
+    out: Tensor
+    top_k: int
+    kind: ClassVar[str] = "moe_combine"
+
+    def inputs(self) -> tuple[Tensor, ...]:
+        return (self.expert_out, self.routing)
+
+    def outputs(self) -> tuple[Tensor, ...]:
+        return (self.out,)
+
+    def flops(self) -> float:
+        return 2.0 * self.expert_out.numel
+
+
+COLLECTIVES = ("allreduce", "allgather", "reducescatter", "alltoall")
+
+
+@dataclass(frozen=True)
+class Collective(Op):
+    """A collective over ``participants`` devices on ``buffer`` (the per-device message)."""
+
+    function: str
+    buffer: Tensor
+    out: Tensor
+    participants: int
+    kind: ClassVar[str] = "collective"
+
+    def __post_init__(self) -> None:
+        if self.function not in COLLECTIVES:
+            raise ValueError(f"collective '{self.name}': unknown '{self.function}' ({', '.join(COLLECTIVES)})")
+        if self.participants < 1:
+            raise ValueError(f"collective '{self.name}': participants must be >= 1")
+
+    def inputs(self) -> tuple[Tensor, ...]:
+        return (self.buffer,)
+
+    def outputs(self) -> tuple[Tensor, ...]:
+        return (self.out,)
+
+    def flops(self) -> float:
+        # the reduction adds of a ring all-reduce / reduce-scatter
+        if self.function in ("allreduce", "reducescatter"):
+            return float(self.buffer.numel) * (self.participants - 1) / self.participants
+        return 0.0
+
+    def link_bytes(self) -> float:
+        """Bytes each device sends over its links in a ring algorithm."""
+        p = self.participants
+        size = self.buffer.stored_bytes
+        if p == 1:
+            return 0.0
+        if self.function == "allreduce":
+            return 2.0 * size * (p - 1) / p
+        if self.function == "allgather":
+            return size * (p - 1)
+        return size * (p - 1) / p

@@ -1,0 +1,1 @@
+"""Shipped machine files (package data)."""

@@ -1,0 +1,1 @@
+"""Mappers: from an OpGraph and a Machine to a Schedule."""

@@ -1,0 +1,1 @@
+"""Workload lowerings (generators -> OpGraph) and the shipped workload files."""

@@ -1,0 +1,1 @@
+"""Architecture presets of published models."""
