@@ -27,14 +27,18 @@ def _split(text: str) -> tuple[float, str]:
     return float(match.group("num")), match.group("unit").replace(" ", "")
 
 
-def _scaled(text: str, base_units: dict[str, float], prefixes: dict[str, float], what: str) -> float:
+def _scaled(
+    text: str, base_units: dict[str, float], prefixes: dict[str, float], what: str
+) -> float:
     value, unit = _split(text)
     for base, base_scale in base_units.items():
         if unit.endswith(base):
             prefix = unit[: len(unit) - len(base)]
             if prefix in prefixes:
                 return value * prefixes[prefix] * base_scale
-    allowed = ", ".join(f"{p}{b}" for b in base_units for p in ("", *[k for k in prefixes if k][:3]))
+    allowed = ", ".join(
+        f"{p}{b}" for b in base_units for p in ("", *[k for k in prefixes if k][:3])
+    )
     raise UnitError(f"'{text}' is not a {what}; write e.g. {allowed}")
 
 

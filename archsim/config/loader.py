@@ -97,10 +97,9 @@ def _resolve_path(raw: Any, loc: tuple[str | int, ...]) -> Path_:
     path: list[str | int] = []
     node = raw
     for part in loc:
-        if isinstance(node, dict) and part in node:
-            path.append(part)
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        if (isinstance(node, dict) and part in node) or (
+            isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        ):
             path.append(part)
             node = node[part]
         elif isinstance(node, dict | list):
@@ -114,9 +113,22 @@ def _resolve_path(raw: Any, loc: tuple[str | int, ...]) -> Path_:
 
 
 def _looks_like_tag(part: str) -> bool:
-    return "[" in part or part in {"gpu", "npu", "pim", "fpga", "gemm_suite", "transformer",
-                                   "moe_layer", "dense", "unstructured", "nm", "block",
-                                   "uniform", "zipf", "explicit"}
+    return "[" in part or part in {
+        "gpu",
+        "npu",
+        "pim",
+        "fpga",
+        "gemm_suite",
+        "transformer",
+        "moe_layer",
+        "dense",
+        "unstructured",
+        "nm",
+        "block",
+        "uniform",
+        "zipf",
+        "explicit",
+    }
 
 
 def _model_at(model: type[BaseModel], raw: Any, path: Path_) -> type[BaseModel] | None:
@@ -179,7 +191,9 @@ def _pick_tagged(models: list[type[BaseModel]], node: Any) -> type[BaseModel] | 
     return None
 
 
-def _format_error(model: type[BaseModel], raw: dict[str, Any], error: dict[str, Any]) -> tuple[str, str, Path_]:
+def _format_error(
+    model: type[BaseModel], raw: dict[str, Any], error: dict[str, Any]
+) -> tuple[str, str, Path_]:
     path = _resolve_path(raw, tuple(error["loc"]))
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
@@ -197,8 +211,13 @@ def _format_error(model: type[BaseModel], raw: dict[str, Any], error: dict[str, 
     return field or "", message, path
 
 
-def validation_error(model: type[BaseModel], raw: dict[str, Any], lines: dict[Path_, int],
-                     source: str, exc: ValidationError) -> ConfigError:
+def validation_error(
+    model: type[BaseModel],
+    raw: dict[str, Any],
+    lines: dict[Path_, int],
+    source: str,
+    exc: ValidationError,
+) -> ConfigError:
     """Turn a pydantic error into one ``ConfigError`` for the first problem (counting the rest)."""
     errors = exc.errors(include_url=False)
     field, message, path = _format_error(model, raw, errors[0])
@@ -212,8 +231,9 @@ def validation_error(model: type[BaseModel], raw: dict[str, Any], lines: dict[Pa
     return ConfigError(source, message, field=field or None, line=line)
 
 
-def validate_as(model: type[ModelT], raw: dict[str, Any], source: str,
-                lines: dict[Path_, int] | None = None) -> ModelT:
+def validate_as(
+    model: type[ModelT], raw: dict[str, Any], source: str, lines: dict[Path_, int] | None = None
+) -> ModelT:
     """Validate ``raw`` as ``model`` or raise a ``ConfigError`` naming ``source``."""
     try:
         return model.model_validate(raw)

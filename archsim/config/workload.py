@@ -85,7 +85,9 @@ class TransformerSpec(StrictModel):
     """A decoder-only transformer (dense or MoE) in prefill or one decode step."""
 
     generator: Literal["transformer"] = "transformer"
-    model: str = Field(description="A model preset: llama2-7b, llama3-8b, mixtral-8x7b, deepseek-moe-16b.")
+    model: str = Field(
+        description="A model preset: llama2-7b, llama3-8b, mixtral-8x7b, deepseek-moe-16b."
+    )
     phase: Literal["prefill", "decode"] = Field(description="Prompt processing or one decode step.")
     batch: PositiveInt = Field(description="Sequences processed together.")
     seq_len: PositiveInt = Field(
@@ -101,7 +103,9 @@ class TransformerSpec(StrictModel):
     routing: RoutingSpec = Field(
         default_factory=UniformRouting, description="How tokens spread over experts (MoE models)."
     )
-    include_lm_head: bool = Field(default=True, description="Add the final norm and vocabulary GEMM.")
+    include_lm_head: bool = Field(
+        default=True, description="Add the final norm and vocabulary GEMM."
+    )
 
 
 class MoeLayerSpec(StrictModel):

@@ -20,7 +20,9 @@ def action_energy_j(actions: Mapping[str, float], prices_j: Mapping[str, float])
         try:
             total += count * prices_j[action]
         except KeyError:
-            raise KeyError(f"no energy price for action '{action}' (priced: {sorted(prices_j)})") from None
+            raise KeyError(
+                f"no energy price for action '{action}' (priced: {sorted(prices_j)})"
+            ) from None
     return total
 
 

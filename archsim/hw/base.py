@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
 from archsim.ir.ops import Op
+from archsim.ir.tensor import DType
 
 
-class Bound(str, Enum):
+class Bound(StrEnum):
     """What limits an op: arithmetic, memory traffic, or fixed launch/latency cost."""
 
     COMPUTE = "compute"
@@ -80,6 +81,14 @@ class DeviceModel(Protocol):
 
     def cost(self, op: Op, mapping: object | None = None) -> OpCost:
         """The modelled cost of ``op``; ``mapping=None`` lets the model pick its best mapping."""
+        ...
+
+    def peak_flops_per_s(self, dtype: DType) -> float:
+        """Peak arithmetic rate for ``dtype`` (0 when the dtype is unsupported)."""
+        ...
+
+    def peak_bw_bytes_per_s(self) -> float:
+        """Peak bandwidth of the memory that holds weights."""
         ...
 
     def energy_per_action_j(self) -> Mapping[str, float]:

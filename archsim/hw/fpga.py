@@ -13,6 +13,7 @@ from archsim.energy.pricing import mac_prices_j, memory_prices_j
 from archsim.hw.base import OpCost, register_device
 from archsim.hw.roofline import roofline_cost
 from archsim.ir.ops import Gemm, Op
+from archsim.ir.tensor import DType
 
 
 @register_device("fpga")
@@ -33,14 +34,10 @@ class FpgaDevice:
     def supports(self, op: Op) -> bool:
         return op.dtype in self.config.macs_per_dsp_per_cycle
 
-    def _peak_flops_per_s(self, op: Op) -> float:
-        macs_per_cycle = self.config.dsp_count * self.config.macs_per_dsp_per_cycle[op.dtype]
-        return 2.0 * macs_per_cycle * self.clock_hz
-
     def roofline(self, op: Op) -> OpCost:
         return roofline_cost(
             op,
-            peak_flops_per_s=self._peak_flops_per_s(op),
+            peak_flops_per_s=self.peak_flops_per_s(op.dtype),
             bw_bytes_per_s=self.config.dram.bw_bytes_per_s,
             memory_level="dram",
             clock_hz=self.clock_hz,
@@ -63,6 +60,13 @@ class FpgaDevice:
             actions=actions,
             notes="fpga roofline",
         )
+
+    def peak_flops_per_s(self, dtype: DType) -> float:
+        per_dsp = self.config.macs_per_dsp_per_cycle.get(dtype, 0)
+        return 2.0 * self.config.dsp_count * per_dsp * self.clock_hz
+
+    def peak_bw_bytes_per_s(self) -> float:
+        return self.config.dram.bw_bytes_per_s
 
     def energy_per_action_j(self) -> Mapping[str, float]:
         dram = self.config.dram

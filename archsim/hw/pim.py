@@ -14,6 +14,7 @@ from archsim.energy.pricing import mac_prices_j, memory_prices_j
 from archsim.hw.base import Bound, OpCost, register_device
 from archsim.hw.roofline import roofline_cost
 from archsim.ir.ops import Elementwise, Gemm, Op
+from archsim.ir.tensor import DType
 
 
 @register_device("pim")
@@ -64,6 +65,12 @@ class PimDevice:
             actions=actions,
             notes="pim roofline at internal bandwidth",
         )
+
+    def peak_flops_per_s(self, dtype: DType) -> float:
+        return self._peak_flops_per_s if dtype in self.config.mac_energy_j else 0.0
+
+    def peak_bw_bytes_per_s(self) -> float:
+        return self.config.internal_bw_bytes_per_s
 
     def energy_per_action_j(self) -> Mapping[str, float]:
         dram = self.config.dram

@@ -27,14 +27,19 @@ def roofline_cost(
     latency_s = max(body_s + fixed_latency_s, 1e-12)
     if fixed_latency_s > body_s:
         bound = Bound.LAUNCH
+    elif compute_s >= memory_s:
+        bound = Bound.COMPUTE
     else:
-        bound = Bound.COMPUTE if compute_s >= memory_s else Bound.MEMORY
+        bound = Bound.MEMORY
     return OpCost(
         latency_s=latency_s,
         cycles=latency_s * clock_hz,
         bound=bound,
         utilization=min(1.0, compute_s / latency_s),
         bytes_by_level={memory_level: op.bytes()},
-        actions={f"read.{memory_level}": op.bytes_read(), f"write.{memory_level}": op.bytes_written()},
+        actions={
+            f"read.{memory_level}": op.bytes_read(),
+            f"write.{memory_level}": op.bytes_written(),
+        },
         notes="roofline",
     )

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 
-class DType(str, Enum):
+class DType(StrEnum):
     """Element types with their storage width."""
 
     FP32 = "fp32"
@@ -119,7 +119,9 @@ class Block:
 
     def __post_init__(self) -> None:
         if self.height < 1 or self.width < 1:
-            raise ValueError(f"block sparsity needs positive block sides, got {self.height}x{self.width}")
+            raise ValueError(
+                f"block sparsity needs positive block sides, got {self.height}x{self.width}"
+            )
         if not 0.0 < self.density <= 1.0:
             raise ValueError(f"block density must be in (0, 1], got {self.density}")
 

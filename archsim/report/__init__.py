@@ -1,1 +1,1 @@
-"""archsim.report"""
+"""Reports: tidy tables, plots and Markdown/HTML documents."""

@@ -1,0 +1,205 @@
+"""The ``archsim`` command: parse arguments, call the library, print. Errors in the input print one
+line on stderr and exit with code 2."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from archsim.errors import ArchsimError
+
+HW_PACKAGE = "archsim.hwconfigs"
+WORKLOAD_PACKAGE = "archsim.workloads"
+
+
+class _Cli(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except ArchsimError as exc:
+            click.echo(f"archsim: error: {exc}", err=True)
+            ctx.exit(2)
+
+
+def _load(hw: str, workload: str):
+    from archsim.config import load_machine, load_workload
+    from archsim.shipped import resolve
+
+    return load_machine(resolve(hw, HW_PACKAGE)), load_workload(resolve(workload, WORKLOAD_PACKAGE))
+
+
+def _command_line() -> str:
+    return "archsim " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+@click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="archsim")
+@click.option("-v", "--verbose", is_flag=True, help="Log progress to stderr.")
+def cli(verbose: bool) -> None:
+    """Simulate ML workloads on accelerator designs and explore their design space."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+
+
+@cli.command()
+@click.argument("hw")
+@click.argument("workload")
+@click.option(
+    "-o",
+    "--out",
+    "out_dir",
+    default="out",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory for the results.",
+)
+@click.option(
+    "-j",
+    "--jobs",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Worker processes (default: all cores).",
+)
+@click.option("--mapper", default=None, help="Mapper to use instead of the machine file's.")
+@click.option("--no-progress", is_flag=True, help="Do not draw the progress bar.")
+def sweep(
+    hw: str, workload: str, out_dir: Path, jobs: int | None, mapper: str | None, no_progress: bool
+) -> None:
+    """Run the design space of HW's (and WORKLOAD's) sweep block; write results, Pareto plot, report."""
+    from archsim.dse.sweep import run_sweep
+
+    machine_file, workload_file = _load(hw, workload)
+    jobs = jobs or os.cpu_count() or 1
+    outcome = run_sweep(
+        machine_file,
+        workload_file,
+        out_dir,
+        jobs=jobs,
+        mapper_name=mapper,
+        progress=not no_progress and sys.stderr.isatty(),
+        command=_command_line(),
+    )
+    table = outcome.table
+    feasible = table[table["feasible"]]
+    click.echo(
+        f"{len(table)} design points ({len(feasible)} feasible, "
+        f"{int(table['pareto'].sum())} on the Pareto front) in {outcome.wall_time_s:.1f} s"
+    )
+    if len(feasible):
+        best = feasible.loc[feasible["edp_j_s"].idxmin()]
+        params = ", ".join(f"{p}={best[p]}" for p in outcome.params)
+        click.echo(
+            f"lowest EDP: point {int(best['point'])} ({params or 'base design'}): "
+            f"{best['latency_s'] * 1e3:.3f} ms, {best['throughput_per_s']:.4g} "
+            f"{best['throughput_unit']}, {best['energy_j'] * 1e3:.3f} mJ, "
+            f"{best['area_mm2']:.0f} mm2, {best['dominant_bound']}-bound"
+        )
+    for path in (
+        outcome.files.results,
+        outcome.files.pareto_png,
+        outcome.files.report_md,
+        outcome.files.report_html,
+        outcome.files.manifest,
+    ):
+        click.echo(f"wrote {path}")
+
+
+@cli.command()
+@click.argument("hw")
+@click.argument("workload")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="Per-op table for people or JSON for scripts.",
+)
+@click.option(
+    "-o",
+    "--out",
+    "out_dir",
+    default="out",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the roofline plot goes.",
+)
+@click.option("--mapper", default=None, help="Mapper to use instead of the machine file's.")
+def simulate(hw: str, workload: str, fmt: str, out_dir: Path, mapper: str | None) -> None:
+    """Simulate one design point (the files' base values; sweep blocks are not expanded)."""
+    from archsim.pipeline import run_point
+    from archsim.report.single import roofline_for, simulate_json, simulate_table
+
+    machine_file, workload_file = _load(hw, workload)
+    outcome = run_point(machine_file.config, workload_file.config, mapper)
+    if outcome.result is None:
+        raise ArchsimError(f"design cannot run the workload: {outcome.infeasible_reason}")
+    plot = roofline_for(outcome.result, machine_file.config, out_dir / "roofline.png")
+    if fmt == "json":
+        click.echo(json.dumps(simulate_json(outcome), indent=2))
+    else:
+        click.echo(simulate_table(outcome))
+        click.echo(f"wrote {plot}")
+
+
+@cli.command("list")
+def list_files() -> None:
+    """The shipped machines and workloads, one line each."""
+    from archsim.shipped import shipped_files
+
+    for title, package in (("machines", HW_PACKAGE), ("workloads", WORKLOAD_PACKAGE)):
+        click.echo(f"{title}:")
+        for shipped in shipped_files(package):
+            click.echo(f"  {shipped.name:<24} {shipped.description}")
+
+
+@cli.command()
+@click.argument("workload")
+@click.option("--ops", "show_ops", is_flag=True, help="Also print every op.")
+def show(workload: str, show_ops: bool) -> None:
+    """Print the operator graph summary of WORKLOAD."""
+    from archsim.config import load_workload
+    from archsim.report.single import graph_summary_text
+    from archsim.shipped import resolve
+    from archsim.workloads import lower
+
+    workload_file = load_workload(resolve(workload, WORKLOAD_PACKAGE))
+    click.echo(graph_summary_text(lower(workload_file.config), show_ops))
+
+
+@cli.command()
+@click.argument("which", type=click.Choice(["machine", "workload"]))
+@click.option(
+    "-o",
+    "--out",
+    "out_file",
+    default=None,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to this file instead of stdout.",
+)
+def schema(which: str, out_file: Path | None) -> None:
+    """JSON Schema of machine or workload files, for editors."""
+    from archsim.config.schema import json_schema
+
+    text = json.dumps(json_schema(which), indent=2)
+    if out_file is None:
+        click.echo(text)
+    else:
+        out_file.write_text(text + "\n", encoding="utf-8")
+        click.echo(f"wrote {out_file}")
+
+
+def main() -> None:
+    cli(prog_name="archsim")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""Plots: the latency-energy Pareto picture of a sweep and the roofline of one design point."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never open a window (CI and clusters have no display)
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+
+def pareto_plot(df: pd.DataFrame, front: pd.Series, path: Path, title: str) -> Path:
+    """Latency vs energy of every feasible point, coloured by area; the front drawn through.
+
+    Parameters
+    ----------
+    df:
+        Sweep results with ``latency_s``, ``energy_j``, ``area_mm2`` and ``feasible``.
+    front:
+        Boolean mask of the Pareto-optimal rows.
+    """
+    feasible = df[df["feasible"]]
+    fig, ax = plt.subplots(figsize=(7.5, 5.0), dpi=120)
+    if len(feasible):
+        scatter = ax.scatter(
+            feasible["latency_s"] * 1e3,
+            feasible["energy_j"] * 1e3,
+            c=feasible["area_mm2"],
+            cmap="viridis",
+            s=28,
+            alpha=0.85,
+            edgecolors="none",
+        )
+        fig.colorbar(scatter, ax=ax, label="area (mm²)")
+        on_front = df[front].sort_values("latency_s")
+        ax.plot(
+            on_front["latency_s"] * 1e3,
+            on_front["energy_j"] * 1e3,
+            "-",
+            color="crimson",
+            lw=1.2,
+            zorder=3,
+        )
+        ax.scatter(
+            on_front["latency_s"] * 1e3,
+            on_front["energy_j"] * 1e3,
+            s=70,
+            facecolors="none",
+            edgecolors="crimson",
+            linewidths=1.5,
+            zorder=4,
+            label=f"Pareto front ({len(on_front)})",
+        )
+        ax.legend(loc="upper right")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+    infeasible = int((~df["feasible"]).sum())
+    suffix = f"; {infeasible} infeasible not shown" if infeasible else ""
+    ax.set_title(f"{title}\n{len(feasible)} feasible designs{suffix}", fontsize=10)
+    ax.set_xlabel("latency (ms)")
+    ax.set_ylabel("energy (mJ)")
+    ax.grid(True, which="both", alpha=0.25)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def roofline_plot(
+    ops: pd.DataFrame,
+    path: Path,
+    title: str,
+    peak_flops_per_s: float | None = None,
+    peak_bw_bytes_per_s: float | None = None,
+) -> Path:
+    """Each op at (Op/B, achieved FLOP/s), sized by its time, coloured by bound; roofs if known."""
+    ops = ops[ops["flops"] > 0]
+    fig, ax = plt.subplots(figsize=(7.5, 5.0), dpi=120)
+    colors = {"compute": "tab:blue", "memory": "tab:orange", "launch": "tab:gray"}
+    achieved = ops["flops"] / ops["latency_s"]
+    sizes = 20 + 300 * ops["latency_s"] / max(ops["latency_s"].max(), 1e-30)
+    for bound, color in colors.items():
+        sel = ops["bound"] == bound
+        if sel.any():
+            ax.scatter(
+                ops.loc[sel, "op_per_byte"],
+                achieved[sel],
+                s=sizes[sel],
+                c=color,
+                alpha=0.6,
+                label=bound,
+                edgecolors="none",
+            )
+    if peak_flops_per_s and peak_bw_bytes_per_s and len(ops):
+        lo = min(ops["op_per_byte"].min(), 0.1)
+        hi = max(ops["op_per_byte"].max(), 10 * peak_flops_per_s / peak_bw_bytes_per_s)
+        x = np.logspace(np.log10(lo), np.log10(hi), 200)
+        ax.plot(
+            x, np.minimum(peak_flops_per_s, x * peak_bw_bytes_per_s), "k-", lw=1, label="roofline"
+        )
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("arithmetic intensity (FLOP/byte)")
+    ax.set_ylabel("achieved FLOP/s")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

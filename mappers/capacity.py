@@ -1,0 +1,38 @@
+"""Does what a device must hold (weights, KV cache) fit its memory?"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+from archsim.hw.machine import Machine
+from archsim.ir.ops import Attention
+from archsim.mappers.schedule import Infeasible, ScheduledOp
+
+
+def resident_bytes_by_device(entries: Iterable[ScheduledOp]) -> dict[str, float]:
+    """Bytes that stay in device memory for the whole run: each weight once, plus the KV cache
+    read by attention ops (the activations in flight are small beside them and are ignored)."""
+    seen: set[tuple[str, str]] = set()
+    totals: dict[str, float] = defaultdict(float)
+    for entry in entries:
+        resident = [t for t in entry.op.inputs() if t.is_weight]
+        if isinstance(entry.op, Attention):
+            resident += [entry.op.k, entry.op.v]
+        for tensor in resident:
+            key = (entry.device, tensor.name)
+            if key not in seen:
+                seen.add(key)
+                totals[entry.device] += tensor.stored_bytes
+    return dict(totals)
+
+
+def check_capacity(entries: Iterable[ScheduledOp], machine: Machine) -> Infeasible | None:
+    for device, needed in resident_bytes_by_device(entries).items():
+        capacity = machine.devices[device].memory_capacity_bytes()
+        if needed > capacity:
+            return Infeasible(
+                f"{device}: memory {capacity / 2**30:.1f} GiB < {needed / 2**30:.1f} GiB needed "
+                "by weights and KV cache"
+            )
+    return None
