@@ -28,7 +28,7 @@ def _split(text: str) -> tuple[float, str]:
 
 
 def _scaled(
-    text: str, base_units: dict[str, float], prefixes: dict[str, float], what: str
+    text: str, base_units: dict[str, float], prefixes: dict[str, float], what: str, example: str
 ) -> float:
     value, unit = _split(text)
     for base, base_scale in base_units.items():
@@ -36,19 +36,20 @@ def _scaled(
             prefix = unit[: len(unit) - len(base)]
             if prefix in prefixes:
                 return value * prefixes[prefix] * base_scale
-    allowed = ", ".join(
-        f"{p}{b}" for b in base_units for p in ("", *[k for k in prefixes if k][:3])
-    )
-    raise UnitError(f"'{text}' is not a {what}; write e.g. {allowed}")
+    units = ", ".join(sorted({p + b for b in base_units for p in prefixes if p in _COMMON}))
+    raise UnitError(f"'{text}' is not {what}; write e.g. '{example}' (units: {units})")
+
+
+_COMMON = {"", "k", "M", "G", "T", "Ki", "Mi", "Gi", "m", "u", "n", "p"}
 
 
 def parse_bytes(text: str) -> float:
     """``"50 MiB"`` -> 52428800.0; ``"80 GB"`` -> 8e10; also ``b`` for bits."""
     prefixes = {**_DECIMAL, **_BINARY}
     try:
-        return _scaled(text, {"B": 1.0}, prefixes, "size in bytes")
+        return _scaled(text, {"B": 1.0}, prefixes, "a size", "50 MiB")
     except UnitError:
-        return _scaled(text, {"b": 0.125, "bit": 0.125}, prefixes, "size in bytes (B) or bits (b)")
+        return _scaled(text, {"b": 0.125}, prefixes, "a size in bytes (B) or bits (b)", "50 MiB")
 
 
 def parse_bandwidth(text: str) -> float:
@@ -61,22 +62,22 @@ def parse_bandwidth(text: str) -> float:
 
 def parse_frequency(text: str) -> float:
     """``"1.98 GHz"`` -> 1.98e9 Hz."""
-    return _scaled(text, {"Hz": 1.0}, _DECIMAL, "frequency")
+    return _scaled(text, {"Hz": 1.0}, _DECIMAL, "a frequency", "1.98 GHz")
 
 
 def parse_time(text: str) -> float:
     """``"4.5 us"`` -> 4.5e-6 s; ``"30 ns"``; ``"1 ms"``."""
-    return _scaled(text, {"s": 1.0}, _SMALL, "time")
+    return _scaled(text, {"s": 1.0}, _SMALL, "a time", "4 us")
 
 
 def parse_energy(text: str) -> float:
     """``"0.9 pJ"`` -> 9e-13 J."""
-    return _scaled(text, {"J": 1.0}, {**_SMALL, **_DECIMAL}, "energy")
+    return _scaled(text, {"J": 1.0}, {**_SMALL, **_DECIMAL}, "an energy", "0.4 pJ")
 
 
 def parse_power(text: str) -> float:
     """``"700 W"`` -> 700.0 W."""
-    return _scaled(text, {"W": 1.0}, {**_SMALL, **_DECIMAL}, "power")
+    return _scaled(text, {"W": 1.0}, {**_SMALL, **_DECIMAL}, "a power", "700 W")
 
 
 def parse_area(text: str) -> float:

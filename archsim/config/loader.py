@@ -206,7 +206,9 @@ def _format_error(
     elif error["type"] == "missing":
         message = "required field is missing"
     elif error["type"] == "union_tag_invalid":
-        message = message.replace("Input tag", "value")
+        tag = error["ctx"]["discriminator"].strip("'")
+        message = f"'{error['ctx']['tag']}' is not allowed; expected one of {error['ctx']['expected_tags']}"
+        path = (*path, tag)
     field = ".".join(str(p) for p in path) or None
     return field or "", message, path
 
