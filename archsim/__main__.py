@@ -1,0 +1,5 @@
+"""``python -m archsim`` is the ``archsim`` command."""
+
+from archsim.cli import main
+
+main()
