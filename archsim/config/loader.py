@@ -92,43 +92,30 @@ def parse_yaml(text: str, source: str) -> tuple[dict[str, Any], dict[Path_, int]
     return data, lines
 
 
+_TAG_KEYS = ("kind", "generator", "distribution")
+
+
 def _resolve_path(raw: Any, loc: tuple[str | int, ...]) -> Path_:
-    """Drop the union tags pydantic puts into error locations, keeping keys present in ``raw``."""
+    """Map a pydantic error location onto the raw document.
+
+    Pydantic puts the tag of a discriminated union (``'npu'``) and validator names
+    (``'function-after[...]'``) into locations; they are not keys of the file, so they are dropped.
+    A key that is absent from the file (a missing field) is kept.
+    """
     path: list[str | int] = []
     node = raw
     for part in loc:
-        if (isinstance(node, dict) and part in node) or (
-            isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
-        ):
+        if isinstance(node, dict | list) and _has(node, part):
             path.append(part)
             node = node[part]
-        elif isinstance(node, dict | list):
-            # a union tag ('npu', 'function-after[...]') or a missing key: keep missing keys
-            if isinstance(part, str) and not _looks_like_tag(part) and isinstance(node, dict):
+        elif isinstance(node, dict) and isinstance(part, str):
+            is_tag = any(node.get(key) == part for key in _TAG_KEYS) or "[" in part
+            if not is_tag:
                 path.append(part)
                 node = None
         else:
             break
     return tuple(path)
-
-
-def _looks_like_tag(part: str) -> bool:
-    return "[" in part or part in {
-        "gpu",
-        "npu",
-        "pim",
-        "fpga",
-        "gemm_suite",
-        "transformer",
-        "moe_layer",
-        "dense",
-        "unstructured",
-        "nm",
-        "block",
-        "uniform",
-        "zipf",
-        "explicit",
-    }
 
 
 def _model_at(model: type[BaseModel], raw: Any, path: Path_) -> type[BaseModel] | None:
