@@ -1,1 +1,19 @@
-"""Workload lowerings (generators -> OpGraph) and the shipped workload files."""
+"""Workload lowerings (generators -> OpGraph) and the shipped workload files.
+
+``lower(config)`` turns a validated workload file into an ``OpGraph``; ``work_items(config)``
+says what one run of it delivers (tokens, or one GEMM suite). Each generator is one module that
+registers itself with ``register_lowering``.
+"""
+
+from archsim.workloads import gemm_suite, moe_layer, transformer
+from archsim.workloads.registry import lower, register_lowering, registered_generators, work_items
+
+__all__ = [
+    "gemm_suite",
+    "lower",
+    "moe_layer",
+    "register_lowering",
+    "registered_generators",
+    "transformer",
+    "work_items",
+]

@@ -372,22 +372,73 @@ class MoeDispatch(Op):
 
 @dataclass(frozen=True)
 class MoeCombine(Op):
-    """Weighted sum of each token's top-k expert outputs back into token order."""
+    """Weighted sum of each token's top-k expert outputs back into token order.
+
+    ``expert_out`` is the whole expert-contiguous buffer (tokens * top_k rows). When each expert's
+    GEMM writes its own tensor, pass them as ``parts``: they are read instead of ``expert_out``
+    (same bytes), so the graph gets an edge from every expert to the combine.
+    """
 
     expert_out: Tensor
     routing: Tensor
     out: Tensor
     top_k: int
+    parts: tuple[Tensor, ...] = ()
     kind: ClassVar[str] = "moe_combine"
 
+    def __post_init__(self) -> None:
+        if self.parts and sum(t.numel for t in self.parts) != self.expert_out.numel:
+            raise ValueError(
+                f"combine '{self.name}': parts hold {sum(t.numel for t in self.parts)} elements, "
+                f"expert_out {self.expert_out.numel}"
+            )
+
     def inputs(self) -> tuple[Tensor, ...]:
-        return (self.expert_out, self.routing)
+        return (*(self.parts or (self.expert_out,)), self.routing)
 
     def outputs(self) -> tuple[Tensor, ...]:
         return (self.out,)
 
     def flops(self) -> float:
         return 2.0 * self.expert_out.numel
+
+
+@dataclass(frozen=True)
+class Embedding(Op):
+    """Token-embedding lookup: ``out[t, :] = table[id_t, :]`` for each of the ``out`` rows.
+
+    The whole ``table`` is an input and a weight (it must be resident and counts toward the
+    parameters), but only the gathered rows move, so ``bytes_read`` is one table row per token.
+    Token ids (4 bytes per token, beside 2 * d_model bytes per row) are left out of the traffic.
+    """
+
+    table: Tensor
+    out: Tensor
+    kind: ClassVar[str] = "embedding"
+
+    def __post_init__(self) -> None:
+        if len(self.table.shape) != 2 or self.out.shape[-1] != self.table.shape[1]:
+            raise ValueError(
+                f"embedding '{self.name}': rows {self.out.shape} do not match "
+                f"table {self.table.shape}"
+            )
+
+    @property
+    def rows(self) -> int:
+        """Tokens looked up."""
+        return self.out.numel // self.table.shape[1]
+
+    def inputs(self) -> tuple[Tensor, ...]:
+        return (self.table,)
+
+    def outputs(self) -> tuple[Tensor, ...]:
+        return (self.out,)
+
+    def flops(self) -> float:
+        return 0.0
+
+    def bytes_read(self) -> float:
+        return self.table.stored_bytes * self.rows / self.table.shape[0]
 
 
 COLLECTIVES = ("allreduce", "allgather", "reducescatter", "alltoall")
