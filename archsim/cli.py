@@ -197,6 +197,72 @@ def schema(which: str, out_file: Path | None) -> None:
         click.echo(f"wrote {out_file}")
 
 
+@cli.command()
+@click.argument("measured", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--hw", required=True, help="Machine file (or shipped machine name) to predict with.")
+@click.option(
+    "--device",
+    "device_name",
+    default=None,
+    help="Device of the machine to predict with (default: its first device).",
+)
+@click.option(
+    "-o",
+    "--out",
+    "out_dir",
+    default="out",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory for the scatter plot and the report.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="Per-family table for people or JSON for scripts.",
+)
+@click.option(
+    "--host-launch-us",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(min=0.0),
+    help="Host time per eager kernel launch (us), for eager multi-kernel rows; 0: GPU time only.",
+)
+def validate(
+    measured: Path,
+    hw: str,
+    device_name: str | None,
+    out_dir: Path,
+    fmt: str,
+    host_launch_us: float,
+) -> None:
+    """Compare predicted with MEASURED kernel times (a measured CSV or a profiler trace)."""
+    from archsim.config import load_machine
+    from archsim.hw.machine import Machine
+    from archsim.shipped import resolve
+    from archsim.validate.predict import select_device
+    from archsim.validate.report import (
+        dumps,
+        validate,
+        validation_json,
+        validation_table,
+        write_validation_report,
+    )
+
+    machine_file = load_machine(resolve(hw, HW_PACKAGE))
+    device = select_device(Machine.from_config(machine_file.config), device_name)
+    result = validate(measured, device, host_launch_s=host_launch_us * 1e-6)
+    files = write_validation_report(result, out_dir, _command_line())
+    if fmt == "json":
+        click.echo(dumps(validation_json(result)))
+    else:
+        click.echo(validation_table(result))
+        for path in (files.scatter_png, files.report_md, files.report_html):
+            click.echo(f"wrote {path}")
+
+
 def main() -> None:
     cli(prog_name="archsim")
 
