@@ -143,8 +143,13 @@ class NpuAreaConfig(StrictModel):
     per_pe_mm2: SquareMM = Field(alias="per_pe", description="One processing element (MAC + regs).")
     per_vector_lane_mm2: SquareMM = Field(alias="per_vector_lane", description="One vector lane.")
     sram_per_mib_mm2: SquareMM = Field(alias="sram_per_mib", description="One MiB of scratchpad.")
+    dram_phy_per_tb_s_mm2: SquareMM = Field(
+        default=0.0,
+        alias="dram_phy_per_tb_s",
+        description="DRAM PHYs and controllers per TB/s of DRAM bandwidth (more stacks, more PHYs).",
+    )
     fixed_mm2: SquareMM = Field(
-        alias="fixed", description="Everything else: DRAM PHYs, NoC, control, I/O."
+        alias="fixed", description="Everything else: NoC, control, I/O, unmodelled on-chip memory."
     )
 
 
