@@ -4,7 +4,8 @@ GEMMs are tiled over the scratchpad; each tile's DMA load, systolic-array comput
 through the tile pipeline kernel (``archsim.kernels.tile_pipeline``), so double buffering, pipeline
 fill/drain of the arrays and ragged edge tiles all show in the result. Attention is lowered to two
 batched GEMMs (QK^T and PV) plus a softmax on the vector unit. Elementwise ops, norms, softmax and
-the MoE routing/gather/scatter ops stream through the vector unit.
+the MoE routing/gather/scatter ops stream through the vector unit; embedding lookups are DMA
+gathers.
 
 Sparse operands are handled simply: DMA moves their compressed bytes (values plus metadata), the
 arrays do the dense math (no zero skipping), so sparsity saves bandwidth, not compute.
@@ -29,6 +30,7 @@ from archsim.ir.ops import (
     Attention,
     Collective,
     Elementwise,
+    Embedding,
     Gemm,
     MoeCombine,
     MoeDispatch,
@@ -49,9 +51,10 @@ SOFTMAX_OPS_PER_ELEMENT = 5.0
 VECTOR_CHUNK_BYTES = float(1 << 20)
 MAX_VECTOR_CHUNKS = 4096
 # Tilings kept from the analytic estimate and replayed through the pipeline kernel.
-REPLAYED_CANDIDATES = 3
+REPLAYED_CANDIDATES = 6
 
-_VECTOR_OPS = (Elementwise, Norm, Softmax, MoeRouter, MoeDispatch, MoeCombine)
+# ops streamed through the vector unit; an embedding lookup is a DMA gather with no arithmetic
+_VECTOR_OPS = (Elementwise, Norm, Softmax, MoeRouter, MoeDispatch, MoeCombine, Embedding)
 
 
 @dataclass(frozen=True)
@@ -329,8 +332,11 @@ class NpuDevice:
     def _search_tilings(self, p: _GemmProblem, macs_per_pe: int) -> list[GemmTiling]:
         """Best few double-buffered tilings by an analytic estimate (vectorized over candidates).
 
-        Candidates are power-of-two multiples of the array size along each dimension; the
-        estimate is ``max(compute, DMA)`` plus one exposed tile at each end of the pipeline.
+        Candidates are power-of-two multiples of the array size along each dimension. The
+        estimate is the longer of two bounds on the pipeline: the first load then all compute, or
+        all DMA then the last compute; plus the last store. Compute sums full and ragged edge
+        tiles exactly; DMA setups and edge reuse are approximate, so the best few are replayed
+        through the kernel.
         """
         rows, cols = self._rows, self._cols
         ms = power_of_two_candidates(p.m, rows)
@@ -343,13 +349,26 @@ class NpuDevice:
         tm, tn, tk = tm[fits], tn[fits], tk[fits]
         n_m, n_n, n_k = _ceil_div(p.m, tm), _ceil_div(p.n, tn), _ceil_div(p.k, tk)
         tiles = n_m * n_n * n_k * p.batch
-        compute = self._tile_compute_cycles(tm, tn, tk, p, macs_per_pe)
+        # each dimension has (count - 1) full tiles and one last tile, possibly ragged
+        last_m, last_n, last_k = p.m - (n_m - 1) * tm, p.n - (n_n - 1) * tn, p.k - (n_k - 1) * tk
+        compute_total = np.zeros_like(tm)
+        for size_m, count_m in ((tm, n_m - 1), (last_m, 1.0)):
+            for size_n, count_n in ((tn, n_n - 1), (last_n, 1.0)):
+                for size_k, count_k in ((tk, n_k - 1), (last_k, 1.0)):
+                    per_tile = self._tile_compute_cycles(size_m, size_n, size_k, p, macs_per_pe)
+                    compute_total += count_m * count_n * count_k * per_tile
+        compute_total *= p.batch
+        last_compute = self._tile_compute_cycles(last_m, last_n, last_k, p, macs_per_pe)
         n_outer, m_outer = self._traffic(p, n_m, n_n, n_k)
         out_bytes = p.batch * p.m * p.n * p.out_elem_bytes if p.out_to_dram else 0.0
         dram = np.minimum(n_outer, m_outer) + out_bytes
         dma = dram / self._dram_bytes_per_cycle + tiles * self._setup_per_tile(2)
-        first_load = dma / tiles
-        estimate = np.maximum(compute * tiles, dma) + compute + first_load
+        a_first = tm * tk * p.a_elem_bytes if p.a_from_dram else 0.0
+        first_load = (a_first + tk * tn * p.b_elem_bytes) / self._dram_bytes_per_cycle
+        last_store = (
+            last_m * last_n * p.out_elem_bytes if p.out_to_dram else 0.0
+        ) / self._dram_bytes_per_cycle
+        estimate = np.maximum(first_load + compute_total, dma + last_compute) + last_store
         best = np.argsort(estimate, kind="stable")[:REPLAYED_CANDIDATES]
         return [GemmTiling(int(tm[i]), int(tn[i]), int(tk[i]), buffers=2) for i in best]
 

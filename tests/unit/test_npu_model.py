@@ -261,3 +261,18 @@ def test_one_cost_call_is_fast() -> None:
         start = time.perf_counter()
         device.cost(gemm(f"{op.name}{count}", op.m, op.n, op.k))
         assert time.perf_counter() - start < 0.05
+
+
+def test_gemv_on_few_arrays_is_limited_by_loading_weights() -> None:
+    # two WS arrays take in 2 x 128 bf16 weights (512 B) per cycle, half what DRAM delivers
+    op = gemm("gemv", 1, 8192, 8192)
+    cost = npu(**{"systolic_array.count": 2}).cost(op)
+    assert cost.bound is Bound.COMPUTE
+    assert cost.latency_s >= op.b.stored_bytes / (512 * 1e9)
+
+
+@pytest.mark.parametrize(("n", "k"), [(4096, 4096), (11008, 4096), (4096, 11008)])
+def test_taller_gemms_never_finish_sooner(n: int, k: int) -> None:
+    device = npu()
+    latencies = [device.cost(gemm("g", m, n, k)).latency_s for m in (1, 4, 16, 64, 256, 1024)]
+    assert latencies == sorted(latencies)
