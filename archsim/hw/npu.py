@@ -308,8 +308,14 @@ class NpuDevice:
         return np.maximum(array, traffic / self._sp_bytes_per_cycle)
 
     def _footprint(
-        self, tile_m: object, tile_n: object, tile_k: object, buffers: int, p: _GemmProblem
-    ):
+        self,
+        tile_m: float | np.ndarray,
+        tile_n: float | np.ndarray,
+        tile_k: float | np.ndarray,
+        buffers: int,
+        p: _GemmProblem,
+    ) -> float | np.ndarray:
+        """Scratchpad bytes of a tiling of ``p`` (elementwise over candidate arrays)."""
         return scratchpad_footprint_bytes(
             tile_m, tile_n, tile_k, buffers, p.a_elem_bytes, p.b_elem_bytes, ACC_ELEM_BYTES
         )

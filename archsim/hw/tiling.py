@@ -10,6 +10,8 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
+
 LoopOrder = Literal["n_outer", "m_outer"]
 """Which output-tile loop is outer. ``n_outer`` keeps a weight (``b``) tile resident while the
 ``m`` tiles stream past it; ``m_outer`` keeps an activation (``a``) tile resident instead. Reuse
@@ -61,14 +63,14 @@ class GemmTiling:
 
 
 def scratchpad_footprint_bytes(
-    tile_m: float,
-    tile_n: float,
-    tile_k: float,
+    tile_m: float | np.ndarray,
+    tile_n: float | np.ndarray,
+    tile_k: float | np.ndarray,
     buffers: float,
     a_elem_bytes: float,
     b_elem_bytes: float,
     acc_elem_bytes: float,
-) -> float:
+) -> float | np.ndarray:
     """Scratchpad bytes a tiling needs: ``buffers`` copies of the ``a``, ``b`` and output tiles.
 
     The output tile is held at accumulator width (``acc_elem_bytes``, 4 for fp32 partial sums)
