@@ -66,15 +66,37 @@ class TileShape(StrictModel):
 
     m: PositiveInt = Field(description="Rows of the output tile.")
     n: PositiveInt = Field(description="Columns of the output tile.")
+    efficiency: Fraction = Field(
+        default=1.0,
+        description=(
+            "Mainloop throughput of this tile relative to 'efficiency.tensor' (smaller tiles reuse "
+            "operands less, so their tensor cores wait on shared memory more often)."
+        ),
+    )
 
 
 class GpuEfficiency(StrictModel):
     """Fractions of datasheet peaks that well-tuned kernels reach; fitted to measurements."""
 
     tensor: Fraction = Field(description="Sustained share of dense tensor-core peak in large GEMMs.")
+    tensor_by_dtype: dict[DType, Fraction] = Field(
+        default_factory=dict,
+        description=(
+            "Overrides 'tensor' for the dtypes listed (fp8 GEMMs that promote partial sums to "
+            "fp32 reach a lower share of their peak than bf16)."
+        ),
+    )
     hbm: Fraction = Field(description="Sustained share of HBM bandwidth in streaming kernels.")
     l2: Fraction = Field(default=0.8, description="Sustained share of L2 bandwidth.")
     vector: Fraction = Field(default=0.6, description="Sustained share of the non-tensor FP32 peak.")
+    attention: Fraction = Field(
+        default=0.5,
+        description=(
+            "Sustained share of dense tensor-core peak in fused (FlashAttention-style) attention "
+            "prefill; lower than GEMM because softmax on the special-function units sits between "
+            "the two products."
+        ),
+    )
 
 
 class GpuConfig(_DeviceBase):

@@ -1,1 +1,549 @@
-"""GPU device model (placeholder until the tiled model lands)."""
+"""GPU device model: tiled GEMMs with wave quantization and split-K, fused attention, streaming ops.
+
+The model sits at the second rung of the fidelity ladder (tiling and wave/tile quantization). It
+predicts what a tuned library kernel (cuBLAS, FlashAttention, a fused elementwise kernel) takes on
+one GPU, from the config's datasheet peaks and a handful of efficiencies fitted to measurements.
+
+GEMM, in the way cuBLAS heuristics pick a kernel:
+
+* every output tile shape the library offers (``tile_shapes``) and every split-K factor is tried,
+  and the candidate with the least predicted time wins;
+* tiles (times split-K slices) run in waves of ``sm_count`` thread blocks, one per SM, so the
+  time steps up each time the block count crosses a multiple of the SM count;
+* one block's mainloop runs at the SM's share of the tensor-core peak for the dtype times
+  ``efficiency.tensor`` (or ``efficiency.tensor_by_dtype``) times the tile's own efficiency;
+* memory time is the compulsory traffic at HBM bandwidth times ``efficiency.hbm``, and at most the
+  bandwidth the active SMs can pull (each SM gets ``l2`` bandwidth / ``sm_count``). Re-reads of
+  operand panels by neighbouring tiles are served by L2 (counted as L2 traffic) because the
+  library rasterizes tiles so that a wave's panels stay resident;
+* split-K writes fp32 partial tiles and reduces them after the mainloop (through L2 when they
+  fit, else HBM);
+* a fixed ``kernel_launch`` time and the HBM latency of the first load are added.
+
+Time is ``launch + latency + max(compute, memory) + reduction``; the bound is whichever of
+compute, memory or the fixed part is largest.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from archsim.config.machine import GpuConfig, TileShape
+from archsim.energy.pricing import mac_prices_j, memory_prices_j
+from archsim.hw.base import Bound, OpCost, register_device
+from archsim.ir.ops import Attention, Gemm, MoeRouter, Op, gemm
+from archsim.ir.tensor import NM, DType
+
+# Op kinds that a GPU runs as one bandwidth-bound kernel (one pass over inputs and outputs).
+_STREAMING_KINDS = frozenset(
+    {"elementwise", "norm", "softmax", "moe_dispatch", "moe_combine", "embedding"}
+)
+
+# Split-K factors tried for skinny GEMMs (cuBLAS and CUTLASS offer small integer splits).
+_SPLIT_K_FACTORS = (1, 2, 3, 4, 6, 8, 12, 16)
+# A split-K slice keeps at least this many K elements: shorter slices would not fill the
+# multistage shared-memory pipeline (a few 64-wide K blocks).
+_MIN_K_PER_SPLIT = 256
+# Partial sums of split-K are kept in fp32.
+_PARTIAL_BYTES = 4.0
+# FlashAttention blocks a query sequence in chunks of this many rows per thread block.
+_ATTENTION_Q_BLOCK = 128
+# Flash-decoding splits the KV sequence into chunks of at least this many positions.
+_MIN_KV_PER_SPLIT = 256
+
+
+@dataclass(frozen=True)
+class GpuMapping:
+    """Choices a mapper may impose on the GPU model instead of letting it pick.
+
+    Attributes
+    ----------
+    tile:
+        Output tile ``(m, n)`` for a GEMM; ``None`` lets the model choose among ``tile_shapes``.
+    split_k:
+        Split-K factor for a GEMM; ``None`` lets the model choose.
+    warm_l2:
+        True when the op's inputs are already in L2 (the previous op produced them, or the same
+        weights were just read). Inputs up to the L2 capacity are then read at L2 bandwidth, and
+        nothing dirty has to be evicted first.
+    dirty_l2_share:
+        Share of L2 (0..1) holding dirty lines of earlier kernels, for example after a kernel that
+        wrote a large output, or after an L2 flush by memset. New data evicts them first, one HBM
+        write-back per byte. Ignored when ``warm_l2`` is True.
+    """
+
+    tile: tuple[int, int] | None = None
+    split_k: int | None = None
+    warm_l2: bool = False
+    dirty_l2_share: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.dirty_l2_share <= 1.0:
+            raise ValueError(f"dirty_l2_share must be in [0, 1], got {self.dirty_l2_share}")
+
+
+@dataclass(frozen=True)
+class GemmPlan:
+    """The kernel configuration chosen for one GEMM and its predicted time components.
+
+    Times are in seconds, traffic in bytes.
+    """
+
+    tile_m: int
+    tile_n: int
+    split_k: int
+    blocks: int
+    waves: float
+    compute_s: float
+    memory_s: float
+    reduction_s: float
+    hbm_read_bytes: float
+    hbm_write_bytes: float
+    l2_bytes: float
+
+    @property
+    def hbm_bytes(self) -> float:
+        return self.hbm_read_bytes + self.hbm_write_bytes
+
+    @property
+    def body_s(self) -> float:
+        return max(self.compute_s, self.memory_s) + self.reduction_s
+
+
+def wave_count(blocks: int, sm_count: int) -> int:
+    """Full waves needed to run ``blocks`` thread blocks, one block per SM at a time."""
+    return -(-blocks // sm_count)
+
+
+def tile_count(m: int, n: int, batch: int, tile_m: int, tile_n: int) -> int:
+    """Output tiles of a batched ``m x n`` result (edge tiles are padded to the full tile)."""
+    return batch * -(-m // tile_m) * -(-n // tile_n)
+
+
+def streaming_time_s(
+    hbm_bytes: float, l2_bytes: float, hbm_bw_bytes_per_s: float, l2_bw_bytes_per_s: float
+) -> float:
+    """Time to move bytes from HBM and from L2, one after the other (they share the L2 port)."""
+    return hbm_bytes / hbm_bw_bytes_per_s + l2_bytes / l2_bw_bytes_per_s
+
+
+def hbm_traffic(
+    read_bytes: float,
+    write_bytes: float,
+    l2_size_bytes: float,
+    *,
+    warm_l2: bool,
+    dirty_l2_share: float,
+) -> tuple[float, float, float]:
+    """Split an op's compulsory traffic between HBM and L2.
+
+    Parameters
+    ----------
+    read_bytes, write_bytes:
+        Compulsory bytes the op reads and writes.
+    l2_size_bytes:
+        L2 capacity.
+    warm_l2:
+        Inputs (up to the L2 capacity) are already resident in L2.
+    dirty_l2_share:
+        Share of L2 holding dirty lines of earlier kernels: each byte brought in evicts one,
+        written back to HBM, until all of them are gone.
+
+    Returns
+    -------
+    tuple of float
+        ``(hbm_read_bytes, hbm_write_bytes, l2_hit_bytes)``.
+    """
+    l2_hits = min(read_bytes, l2_size_bytes) if warm_l2 else 0.0
+    hbm_read = read_bytes - l2_hits
+    dirty_bytes = 0.0 if warm_l2 else dirty_l2_share * l2_size_bytes
+    write_backs = min(hbm_read + write_bytes, dirty_bytes)
+    # outputs themselves reach HBM once, when they are evicted in turn
+    return hbm_read, max(write_bytes, write_backs), l2_hits
+
+
+def _sparse_tensor_core_speedup(op: Gemm) -> float:
+    # Sparse tensor cores skip the zero half of a 2:4 operand: math time halves. Any other
+    # sparsity (unstructured, block, other N:M) runs on dense tensor cores after decompression,
+    # so its math costs as much as dense; only its compressed bytes move less.
+    two_four = NM(2, 4)
+    if (op.a.sparsity == two_four) != (op.b.sparsity == two_four):
+        return 2.0
+    return 1.0
+
+
+@register_device("gpu")
+class GpuDevice:
+    """One GPU running library kernels, launched one at a time from a host.
+
+    Parameters
+    ----------
+    config:
+        The validated GPU section of a machine file.
+
+    Notes
+    -----
+    Sparse GEMM operands are kept simple: a 2:4 (``NM(2, 4)``) operand uses the sparse tensor
+    cores, which halves math time, and moves its compressed bytes (kept values plus 2-bit
+    metadata). Every other sparsity runs on the dense tensor cores at the dense math time and only
+    moves fewer (compressed) bytes.
+    """
+
+    kind = "gpu"
+    fidelity = ("roofline", "tiling", "wave_quantization", "split_k")
+
+    def __init__(self, config: GpuConfig):
+        self.config = config
+        self.name = config.name
+        eff = config.efficiency
+        self._hbm_bw = config.hbm.bw_bytes_per_s * eff.hbm
+        self._l2_bw = config.l2.bw_bytes_per_s * eff.l2
+        # The most one SM can pull through its L2 port: its share of the aggregate L2 bandwidth.
+        self._per_sm_bw = self._l2_bw / config.sm_count
+        self._vector_flops = config.vector_flops_per_s * eff.vector
+        self._fixed_s = config.kernel_launch_s + config.hbm.latency_s
+        # per-instance cache: ops and mappings are frozen and hash structurally
+        self._cost_cached = functools.lru_cache(maxsize=16384)(self._cost)
+
+    # ---- Protocol: description ------------------------------------------------------------
+
+    @property
+    def clock_hz(self) -> float:
+        return self.config.clock_hz
+
+    def supports(self, op: Op) -> bool:
+        if op.kind == "collective":
+            # no GPU-to-GPU link is modelled yet
+            return False
+        if isinstance(op, Gemm | Attention | MoeRouter):
+            return op.dtype in self.config.tensor_flops_per_s
+        return op.kind in _STREAMING_KINDS
+
+    def peak_flops_per_s(self, dtype: DType) -> float:
+        tensor = self.config.tensor_flops_per_s.get(dtype, 0.0)
+        vector = self.config.vector_flops_per_s if dtype is DType.FP32 else 0.0
+        return max(tensor, vector)
+
+    def peak_bw_bytes_per_s(self) -> float:
+        return self.config.hbm.bw_bytes_per_s
+
+    def energy_per_action_j(self) -> Mapping[str, float]:
+        hbm, l2 = self.config.hbm, self.config.l2
+        return {
+            **mac_prices_j(self.config.mac_energy_j),
+            **memory_prices_j("hbm", hbm.read_energy_per_byte_j, hbm.write_energy_per_byte_j),
+            **memory_prices_j("l2", l2.read_energy_per_byte_j, l2.write_energy_per_byte_j),
+            "vector_op": self.config.vector_op_energy_j,
+        }
+
+    def area_mm2(self) -> float:
+        return self.config.die_area_mm2
+
+    def static_power_w(self) -> float:
+        return self.config.static_power_w
+
+    def memory_capacity_bytes(self) -> float:
+        return self.config.hbm.size_bytes
+
+    # ---- Protocol: costs ------------------------------------------------------------------
+
+    def roofline(self, op: Op) -> OpCost:
+        """Lower bound at the datasheet peaks: no efficiency, no launch, no quantization."""
+        self._check_supported(op)
+        peak = self._op_peak_flops_per_s(op)
+        compute_s = op.flops() / peak if peak > 0 and op.flops() > 0 else 0.0
+        memory_s = op.bytes() / self.config.hbm.bw_bytes_per_s
+        latency_s = max(compute_s, memory_s, 1e-12)
+        return OpCost(
+            latency_s=latency_s,
+            cycles=latency_s * self.clock_hz,
+            bound=Bound.COMPUTE if compute_s >= memory_s else Bound.MEMORY,
+            utilization=min(1.0, compute_s / latency_s),
+            bytes_by_level={"hbm": op.bytes()},
+            actions={"read.hbm": op.bytes_read(), "write.hbm": op.bytes_written()},
+            notes="roofline",
+        )
+
+    def cost(self, op: Op, mapping: object | None = None) -> OpCost:
+        """Modelled cost of ``op``; ``mapping`` may be a :class:`GpuMapping` or ``None``."""
+        if mapping is not None and not isinstance(mapping, GpuMapping):
+            raise TypeError(f"GPU mapping must be a GpuMapping, got {type(mapping).__name__}")
+        self._check_supported(op)
+        return self._cost_cached(op, mapping or GpuMapping())
+
+    def _cost(self, op: Op, mapping: GpuMapping) -> OpCost:
+        if isinstance(op, Gemm):
+            return self._gemm_cost(op, mapping)
+        if isinstance(op, Attention):
+            return self._attention_cost(op, mapping)
+        if isinstance(op, MoeRouter):
+            return self._router_cost(op, mapping)
+        return self._streaming_cost(op, mapping)
+
+    def _check_supported(self, op: Op) -> None:
+        if not self.supports(op):
+            raise ValueError(
+                f"GPU '{self.name}' cannot run {op.kind} op '{op.name}' in {op.dtype.value} "
+                f"(tensor dtypes: {sorted(d.value for d in self.config.tensor_flops_per_s)}; "
+                "collectives need a multi-GPU link, not modelled yet)"
+            )
+
+    def _op_peak_flops_per_s(self, op: Op) -> float:
+        if isinstance(op, Gemm):
+            return self.config.tensor_flops_per_s[op.dtype] * _sparse_tensor_core_speedup(op)
+        if isinstance(op, Attention | MoeRouter):
+            return self.config.tensor_flops_per_s[op.dtype]
+        return self.config.vector_flops_per_s
+
+    def _tensor_efficiency(self, dtype: DType) -> float:
+        eff = self.config.efficiency
+        return eff.tensor_by_dtype.get(dtype, eff.tensor)
+
+    # ---- GEMM -----------------------------------------------------------------------------
+
+    def plan_gemm(self, op: Gemm, mapping: GpuMapping | None = None) -> GemmPlan:
+        """The tile and split-K with the least predicted time (or the ones ``mapping`` imposes)."""
+        mapping = mapping or GpuMapping()
+        tiles = self.config.tile_shapes
+        if mapping.tile is not None:
+            tiles = [t for t in tiles if (t.m, t.n) == mapping.tile] or [
+                TileShape(m=mapping.tile[0], n=mapping.tile[1])
+            ]
+        if mapping.split_k is not None:
+            splits: tuple[int, ...] = (mapping.split_k,)
+        else:
+            splits = tuple(s for s in _SPLIT_K_FACTORS if s == 1 or op.k / s >= _MIN_K_PER_SPLIT)
+        best: GemmPlan | None = None
+        for tile in tiles:
+            for split in splits:
+                plan = self._gemm_plan(op, tile, split, mapping.warm_l2, mapping.dirty_l2_share)
+                if best is None or plan.body_s < best.body_s:
+                    best = plan
+        assert best is not None  # tile_shapes has at least one entry
+        return best
+
+    def _gemm_plan(
+        self, op: Gemm, tile: TileShape, split: int, warm_l2: bool, dirty_l2_share: float
+    ) -> GemmPlan:
+        cfg = self.config
+        sms = cfg.sm_count
+        out_tiles = tile_count(op.m, op.n, op.batch, tile.m, tile.n)
+        blocks = out_tiles * split
+        waves = wave_count(blocks, sms)
+
+        # mainloop of one block: its tile's MACs over its K slice at one SM's share of the peak
+        sm_flops = (
+            cfg.tensor_flops_per_s[op.dtype]
+            * _sparse_tensor_core_speedup(op)
+            * self._tensor_efficiency(op.dtype)
+            * tile.efficiency
+            / sms
+        )
+        k_slice = -(-op.k // split)
+        compute_s = waves * 2.0 * tile.m * tile.n * k_slice / sm_flops
+
+        # compulsory traffic, plus the panel re-reads that L2 serves
+        a_bytes, b_bytes = op.a.stored_bytes, op.b.stored_bytes
+        out_bytes = op.out.stored_bytes
+        tiles_along_n = -(-op.n // tile.n)
+        tiles_along_m = -(-op.m // tile.m)
+        l2_reads = a_bytes * tiles_along_n + b_bytes * tiles_along_m
+        hbm_read, hbm_write, from_l2 = hbm_traffic(
+            a_bytes + b_bytes,
+            out_bytes,
+            cfg.l2.size_bytes,
+            warm_l2=warm_l2,
+            dirty_l2_share=dirty_l2_share,
+        )
+        active_sms = min(blocks, sms)
+        hbm_bw = min(self._hbm_bw, active_sms * self._per_sm_bw)
+        l2_bw = min(self._l2_bw, active_sms * self._per_sm_bw)
+        memory_s = streaming_time_s(hbm_read + hbm_write, from_l2, hbm_bw, l2_bw)
+
+        # split-K: each slice writes an fp32 partial tile, then the partials are summed
+        reduction_s = 0.0
+        if split > 1:
+            # every partial is written once and read back once
+            partial_bytes = split * op.batch * op.m * op.n * _PARTIAL_BYTES
+            if 2.0 * partial_bytes <= cfg.l2.size_bytes:
+                l2_reads += partial_bytes
+                reduction_s = 2.0 * partial_bytes / self._l2_bw
+            else:
+                hbm_read += partial_bytes
+                hbm_write += partial_bytes
+                reduction_s = 2.0 * partial_bytes / self._hbm_bw
+        return GemmPlan(
+            tile_m=tile.m,
+            tile_n=tile.n,
+            split_k=split,
+            blocks=blocks,
+            waves=blocks / sms,
+            compute_s=compute_s,
+            memory_s=memory_s,
+            reduction_s=reduction_s,
+            hbm_read_bytes=hbm_read,
+            hbm_write_bytes=hbm_write,
+            l2_bytes=l2_reads + from_l2,
+        )
+
+    def _gemm_cost(self, op: Gemm, mapping: GpuMapping) -> OpCost:
+        plan = self.plan_gemm(op, mapping)
+        latency_s = self._fixed_s + plan.body_s
+        bound = _bound(plan.compute_s, plan.memory_s + plan.reduction_s, self._fixed_s)
+        macs = op.flops() / 2.0 / _sparse_tensor_core_speedup(op)
+        l2_written = op.out.stored_bytes
+        if plan.split_k > 1:
+            l2_written += plan.split_k * op.batch * op.m * op.n * _PARTIAL_BYTES
+        return OpCost(
+            latency_s=latency_s,
+            cycles=latency_s * self.clock_hz,
+            bound=bound,
+            utilization=self._utilization(op, latency_s),
+            bytes_by_level={"hbm": plan.hbm_bytes, "l2": plan.l2_bytes + l2_written},
+            actions={
+                f"mac.{op.dtype.value}": macs,
+                # epilogue: one conversion per output element, one add per extra partial
+                "vector_op": float(op.batch * op.m * op.n * plan.split_k),
+                "read.hbm": plan.hbm_read_bytes,
+                "write.hbm": plan.hbm_write_bytes,
+                "read.l2": plan.l2_bytes,
+                "write.l2": l2_written,
+            },
+            notes=(
+                f"tile {plan.tile_m}x{plan.tile_n}, {plan.waves:.2f} waves, split-k {plan.split_k}"
+            ),
+        )
+
+    # ---- attention ------------------------------------------------------------------------
+
+    def _attention_cost(self, op: Attention, mapping: GpuMapping) -> OpCost:
+        cfg = self.config
+        sms = cfg.sm_count
+        peak = cfg.tensor_flops_per_s[op.dtype]
+        kv_bytes = op.k.stored_bytes + op.v.stored_bytes
+        q_out_bytes = op.q.stored_bytes + op.out.stored_bytes
+        if op.phase == "prefill":
+            # FlashAttention: one block per (batch, query head, 128-query chunk), K/V streamed
+            # through shared memory, so HBM sees Q, K, V and O once each
+            blocks = op.batch * op.heads_q * -(-op.q_len // _ATTENTION_Q_BLOCK)
+            splits = 1
+            quantization = wave_count(blocks, sms) / (blocks / sms)
+            compute_s = op.flops() / (peak * cfg.efficiency.attention) * quantization
+            partial_bytes = 0.0
+        else:
+            # flash-decoding: split the KV sequence so that every SM streams part of the cache;
+            # each (batch, KV head) block serves its whole group of query heads (GQA)
+            groups = op.batch * op.heads_kv
+            max_splits = max(1, op.kv_len // _MIN_KV_PER_SPLIT)
+            splits = min(max_splits, max(1, -(-sms // groups)))
+            blocks = groups * splits
+            compute_s = op.flops() / (peak * cfg.efficiency.attention)
+            # each split writes fp32 partial outputs plus its max and sum, then they are merged
+            partial_bytes = (
+                2.0 * splits * op.batch * op.heads_q * (op.head_dim + 2) * _PARTIAL_BYTES
+                if splits > 1
+                else 0.0
+            )
+        active_sms = min(blocks, sms)
+        hbm_bw = min(self._hbm_bw, active_sms * self._per_sm_bw)
+        hbm_read, hbm_write, from_l2 = self._hbm_traffic(op, mapping)
+        memory_s = streaming_time_s(hbm_read + hbm_write, from_l2, hbm_bw, self._l2_bw)
+        reduction_s = partial_bytes / self._l2_bw
+        latency_s = self._fixed_s + max(compute_s, memory_s) + reduction_s
+        return OpCost(
+            latency_s=latency_s,
+            cycles=latency_s * self.clock_hz,
+            bound=_bound(compute_s, memory_s + reduction_s, self._fixed_s),
+            utilization=self._utilization(op, latency_s),
+            bytes_by_level={
+                "hbm": hbm_read + hbm_write,
+                "l2": kv_bytes + q_out_bytes + partial_bytes,
+            },
+            actions={
+                f"mac.{op.dtype.value}": op.flops() / 2.0,
+                # softmax: about 5 vector operations per (query, key) score
+                "vector_op": 5.0 * op.batch * op.heads_q * op.score_pairs(),
+                "read.hbm": hbm_read,
+                "write.hbm": hbm_write,
+                "read.l2": op.bytes_read() + partial_bytes / 2.0,
+                "write.l2": op.bytes_written() + partial_bytes / 2.0,
+            },
+            notes=f"{op.phase}, {blocks} blocks, {blocks / sms:.2f} waves, split-kv {splits}",
+        )
+
+    # ---- MoE router and streaming ops -----------------------------------------------------
+
+    def _router_cost(self, op: MoeRouter, mapping: GpuMapping) -> OpCost:
+        # two kernels: the logits GEMM, then softmax + top-k over the logits
+        d_model = op.w_router.shape[0]
+        logits = gemm("router.logits", op.tokens, op.experts, d_model, op.dtype)
+        gemm_cost = self._gemm_cost(logits, mapping)
+        softmax_flops = 6.0 * op.tokens * op.experts
+        softmax_bytes = logits.out.stored_bytes + op.out.stored_bytes
+        softmax_s = self._fixed_s + max(
+            softmax_bytes / self._hbm_bw, softmax_flops / self._vector_flops
+        )
+        latency_s = gemm_cost.latency_s + softmax_s
+        actions = dict(gemm_cost.actions)
+        actions["vector_op"] = actions.get("vector_op", 0.0) + softmax_flops
+        actions["read.hbm"] += logits.out.stored_bytes
+        actions["write.hbm"] += op.out.stored_bytes
+        bytes_by_level = dict(gemm_cost.bytes_by_level)
+        bytes_by_level["hbm"] += softmax_bytes
+        fixed_s = 2.0 * self._fixed_s
+        body_s = latency_s - fixed_s
+        return OpCost(
+            latency_s=latency_s,
+            cycles=latency_s * self.clock_hz,
+            bound=Bound.LAUNCH if fixed_s >= body_s else gemm_cost.bound,
+            utilization=self._utilization(op, latency_s),
+            bytes_by_level=bytes_by_level,
+            actions=actions,
+            notes=f"router: {gemm_cost.notes}; softmax+top-k kernel",
+        )
+
+    def _streaming_cost(self, op: Op, mapping: GpuMapping) -> OpCost:
+        hbm_read, hbm_write, from_l2 = self._hbm_traffic(op, mapping)
+        memory_s = streaming_time_s(hbm_read + hbm_write, from_l2, self._hbm_bw, self._l2_bw)
+        compute_s = op.flops() / self._vector_flops
+        latency_s = self._fixed_s + max(memory_s, compute_s)
+        return OpCost(
+            latency_s=latency_s,
+            cycles=latency_s * self.clock_hz,
+            bound=_bound(compute_s, memory_s, self._fixed_s),
+            utilization=self._utilization(op, latency_s),
+            bytes_by_level={"hbm": hbm_read + hbm_write, "l2": op.bytes()},
+            actions={
+                "vector_op": op.flops(),
+                "read.hbm": hbm_read,
+                "write.hbm": hbm_write,
+                "read.l2": op.bytes_read(),
+                "write.l2": op.bytes_written(),
+            },
+            notes=f"streaming {op.kind}",
+        )
+
+    def _hbm_traffic(self, op: Op, mapping: GpuMapping) -> tuple[float, float, float]:
+        return hbm_traffic(
+            op.bytes_read(),
+            op.bytes_written(),
+            self.config.l2.size_bytes,
+            warm_l2=mapping.warm_l2,
+            dirty_l2_share=mapping.dirty_l2_share,
+        )
+
+    def _utilization(self, op: Op, latency_s: float) -> float:
+        peak = self._op_peak_flops_per_s(op)
+        return min(1.0, op.flops() / (latency_s * peak)) if peak > 0 else 0.0
+
+
+def _bound(compute_s: float, memory_s: float, fixed_s: float) -> Bound:
+    """The largest of the three parts of an op's time names its bound."""
+    if fixed_s >= max(compute_s, memory_s):
+        return Bound.LAUNCH
+    return Bound.COMPUTE if compute_s >= memory_s else Bound.MEMORY
+
+
+__all__ = ["GemmPlan", "GpuDevice", "GpuMapping", "tile_count", "wave_count"]
