@@ -91,7 +91,7 @@ def sweep(
     feasible = table[table["feasible"]]
     click.echo(
         f"{len(table)} design points ({len(feasible)} feasible, "
-        f"{int(table['pareto'].sum())} on the Pareto front) in {outcome.wall_time_s:.1f} s"
+        f"{int(table['pareto'].sum())} Pareto-optimal in latency, energy and area) in {outcome.wall_time_s:.1f} s"
     )
     if len(feasible):
         best = feasible.loc[feasible["edp_j_s"].idxmin()]

@@ -35,6 +35,10 @@ class ConfigError(ArchsimError):
         what = f"field '{field}': " if field else ""
         super().__init__(f"{where}: {what}{message}")
 
+    def __reduce__(self):
+        # errors cross process boundaries in sweeps; rebuild from the fields, not the message
+        return (type(self), (self.path, self.detail, self.field, self.line))
+
 
 class UnitError(ValueError):
     """A quantity string whose number or unit cannot be parsed (raised inside validators)."""

@@ -250,6 +250,13 @@ def content_hash(raw: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def _refuse_swapped(raw: dict[str, Any], source: str, *, expected: str, marker: str, other: str) -> None:
+    # the commonest slip on the command line: the two files in the wrong order
+    if marker not in raw and other in raw:
+        kind = "workload" if other == "workload" else "machine"
+        raise ConfigError(source, f"this is a {kind} file (it has '{other}'), expected a {expected} file")
+
+
 def load_machine(path: str | Path) -> MachineFile:
     """Read and validate a machine file."""
     source, text = _read(path)
@@ -258,6 +265,7 @@ def load_machine(path: str | Path) -> MachineFile:
 
 def machine_from_text(text: str, source: str = "<string>") -> MachineFile:
     raw, lines = parse_yaml(text, source)
+    _refuse_swapped(raw, source, expected="machine", marker="devices", other="workload")
     config = validate_as(MachineConfig, raw, source, lines)
     return MachineFile(path=source, raw=raw, lines=lines, sha256=content_hash(raw), config=config)
 
@@ -270,5 +278,6 @@ def load_workload(path: str | Path) -> WorkloadFile:
 
 def workload_from_text(text: str, source: str = "<string>") -> WorkloadFile:
     raw, lines = parse_yaml(text, source)
+    _refuse_swapped(raw, source, expected="workload", marker="workload", other="devices")
     config = validate_as(WorkloadConfig, raw, source, lines)
     return WorkloadFile(path=source, raw=raw, lines=lines, sha256=content_hash(raw), config=config)

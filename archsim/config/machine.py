@@ -188,6 +188,11 @@ class NpuConfig(_DeviceBase):
     dram: MemoryLevelConfig = Field(description="Off-chip memory.")
     dma: DmaConfig
     area: NpuAreaConfig
+    leakage_per_mm2_w: Watts = Field(
+        alias="leakage_per_mm2",
+        description="Leakage power per mm2 of the modelled area, added to static_power, so larger "
+        "arrays and buffers cost power while idle.",
+    )
 
     @model_validator(mode="after")
     def _dtypes_priced(self) -> NpuConfig:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from archsim.dse.space import DesignPoint
-from archsim.errors import ArchsimError
+from archsim.errors import InfeasibleError
 from archsim.ir.graph import OpGraph
 from archsim.pipeline import PointOutcome, run_point
 from archsim.workloads import lower
@@ -78,8 +78,8 @@ def evaluate_points(points: Sequence[DesignPoint], mapper_name: str | None) -> l
         try:
             outcome = run_point(point.machine, point.workload, mapper_name, graphs[key])
             row = outcome_row(outcome)
-        except ArchsimError as exc:
-            # a design the models refuse (e.g. no device runs an op) is a result, not a crash
+        except InfeasibleError as exc:
+            # a design the models refuse (e.g. a tiling that cannot fit) is a result, not a crash
             row = outcome_row(PointOutcome(None, str(exc), 1.0, "runs"))
         rows.append({"point": point.index, **point.params, **row})
     return rows

@@ -211,7 +211,8 @@ class NpuDevice:
         )
 
     def static_power_w(self) -> float:
-        return self.config.static_power_w
+        """Fixed idle draw plus leakage that scales with the configured area, in W."""
+        return self.config.static_power_w + self.config.leakage_per_mm2_w * self.area_mm2()
 
     def memory_capacity_bytes(self) -> float:
         return self.config.dram.size_bytes

@@ -95,7 +95,7 @@ def build_sweep_report(
     named = df.loc[list(picks.values()), ["point", *params, *SUMMARY_COLUMNS]].copy()
     named.insert(0, "best for", list(picks))
     doc.add(Table(named))
-    doc.add(Heading("Pareto front (latency vs energy), by EDP"))
+    doc.add(Heading("Pareto-optimal designs (latency, energy, area), by EDP"))
     front = df[df["pareto"]].sort_values("edp_j_s")
     doc.add(Table(_designs_table(front.head(15), params)))
     doc.add(Image(pareto_png, "latency vs energy, Pareto front highlighted, colour = area"))

@@ -81,8 +81,9 @@ def test_schema_is_json_schema(archsim, tmp_path):
     ("args", "fragment"),
     [
         (("simulate", str(DATA / "absent.yaml"), GEMMS), "no such file"),
-        (("simulate", GEMMS, GEMMS), "unknown field"),
-        (("simulate", PIM, PIM), "workload"),
+        (("simulate", GEMMS, GEMMS), "this is a workload file"),
+        (("simulate", PIM, PIM), "this is a machine file"),
+        (("simulate", PIM, GEMMS.replace("tiny_gemms", "bad_workload")), "unknown field"),
         (("sweep", FPGA, GEMMS, "--mapper", "nonesuch"), "unknown mapper"),
         (("simulate", "no_such_machine", GEMMS), "no shipped file"),
     ],

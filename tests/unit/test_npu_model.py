@@ -28,6 +28,7 @@ BASE: dict[str, Any] = {
     "name": "npu",
     "clock": "1 GHz",
     "static_power": "10 W",
+    "leakage_per_mm2": "0.05 W",
     "mac_energy": {"bf16": "0.5 pJ", "int8": "0.1 pJ"},
     "vector_op_energy": "0.5 pJ",
     "systolic_array": {"count": 4, "rows": 128, "cols": 128, "dataflow": "ws"},

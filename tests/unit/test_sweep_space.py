@@ -42,7 +42,7 @@ def test_sweep_path_to_unknown_device_is_refused():
     text = text.replace("devices.fpga.dsp_count", "devices.gpu.dsp_count")
     machine = machine_from_text(text, "sweep.yaml")
     workload = load_workload(DATA / "workloads" / "tiny_gemms.yaml")
-    with pytest.raises(ConfigError, match="sweep.devices.gpu.dsp_count"):
+    with pytest.raises(ConfigError, match=r"sweep\.devices\.gpu\.dsp_count"):
         expand_grid(machine, workload)
 
 
