@@ -11,12 +11,14 @@ from archsim.mappers.schedule import Infeasible, ScheduledOp
 
 
 def resident_bytes_by_device(entries: Iterable[ScheduledOp]) -> dict[str, float]:
-    """Bytes that stay in device memory for the whole run: each weight once, plus the KV cache
-    read by attention ops (the activations in flight are small beside them and are ignored)."""
+    """Bytes that stay in device memory for the whole run: each weight once (idle experts' weights
+    on the device that runs their router), plus the KV cache read by attention ops (activations in
+    flight are small beside them and are ignored)."""
     seen: set[tuple[str, str]] = set()
     totals: dict[str, float] = defaultdict(float)
     for entry in entries:
         resident = [t for t in entry.op.inputs() if t.is_weight]
+        resident += list(entry.op.resident_weights())
         if isinstance(entry.op, Attention):
             resident += [entry.op.k, entry.op.v]
         for tensor in resident:

@@ -91,10 +91,11 @@ def moe_ffn(
 ) -> Built:
     """Router, dispatch, one SwiGLU per expert that receives tokens, combine, shared experts.
 
-    An expert with no tokens launches nothing, so it has no GEMM (and its weights are not read,
-    so they do not count toward the graph's parameters). Shared experts run on every token; they
-    are lowered as one SwiGLU of ``shared_experts * expert_d_ff``, which is how DeepSeekMoE's
-    reference implementation fuses them (same FLOPs and parameters as separate experts).
+    An expert with no tokens launches nothing, so it has no GEMM; its weights still have to be in
+    memory, so the router lists them as resident (they count toward parameters and capacity).
+    Shared experts run on every token; they are lowered as one SwiGLU of
+    ``shared_experts * expert_d_ff``, which is how DeepSeekMoE's reference implementation fuses
+    them (same FLOPs and parameters as separate experts).
 
     Parameters
     ----------
@@ -115,6 +116,16 @@ def moe_ffn(
         experts=experts,
         top_k=top_k,
         expert_tokens=expert_tokens,
+        idle_expert_weights=tuple(
+            tensor
+            for expert, count in enumerate(expert_tokens)
+            if count == 0
+            for op in swiglu_ffn(
+                f"{prefix}.experts.{expert}", x, 1, d_model, expert_d_ff, dtype, weight_sparsity
+            ).ops
+            for tensor in op.inputs()
+            if tensor.is_weight
+        ),
     )
     dispatched = f"{prefix}.dispatched"
     dispatch = MoeDispatch(

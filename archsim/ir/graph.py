@@ -73,10 +73,11 @@ class OpGraph:
         return list(self._graph.predecessors(name))
 
     def weights(self) -> dict[str, Tensor]:
-        """Distinct weight tensors by name (a weight read by several ops counts once)."""
+        """Distinct weight tensors by name (a weight read by several ops counts once), including
+        weights that must be resident although no op of this run reads them (idle experts)."""
         found: dict[str, Tensor] = {}
         for op in self._ops:
-            for tensor in op.inputs():
+            for tensor in (*op.inputs(), *op.resident_weights()):
                 if tensor.is_weight:
                     found.setdefault(tensor.name, tensor)
         return found

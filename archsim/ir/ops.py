@@ -57,6 +57,10 @@ class Op:
     def weight_bytes(self) -> float:
         return sum(t.stored_bytes for t in self.inputs() if t.is_weight)
 
+    def resident_weights(self) -> tuple[Tensor, ...]:
+        """Weights that must stay in device memory for this op although it does not read them."""
+        return ()
+
     def op_per_byte(self) -> float:
         """Arithmetic intensity in operations per byte of compulsory traffic."""
         traffic = self.bytes()
@@ -84,10 +88,14 @@ class Gemm(Op):
         if min(self.m, self.n, self.k, self.batch) < 1:
             raise ValueError(f"gemm '{self.name}' needs positive sizes, got {self.shape_str()}")
         if self.a.numel != self.batch * self.m * self.k:
-            raise ValueError(f"gemm '{self.name}': operand a {self.a.shape} is not {self.shape_str()}")
+            raise ValueError(
+                f"gemm '{self.name}': operand a {self.a.shape} is not {self.shape_str()}"
+            )
         b_numel = self.k * self.n * (1 if self.b.is_weight else self.batch)
         if self.b.numel != b_numel:
-            raise ValueError(f"gemm '{self.name}': operand b {self.b.shape} is not {self.shape_str()}")
+            raise ValueError(
+                f"gemm '{self.name}': operand b {self.b.shape} is not {self.shape_str()}"
+            )
 
     def shape_str(self) -> str:
         prefix = f"{self.batch}x" if self.batch > 1 else ""
@@ -175,7 +183,9 @@ class Attention(Op):
                 f"{self.heads_kv} KV heads"
             )
         if self.causal and self.q_len > self.kv_len:
-            raise ValueError(f"attention '{self.name}': causal q_len {self.q_len} > kv_len {self.kv_len}")
+            raise ValueError(
+                f"attention '{self.name}': causal q_len {self.q_len} > kv_len {self.kv_len}"
+            )
 
     @property
     def phase(self) -> str:
@@ -257,7 +267,9 @@ class Elementwise(Op):
     def __post_init__(self) -> None:
         if self.function not in ELEMENTWISE_FLOPS_PER_ELEMENT:
             allowed = ", ".join(sorted(ELEMENTWISE_FLOPS_PER_ELEMENT))
-            raise ValueError(f"elementwise '{self.name}': unknown function '{self.function}' ({allowed})")
+            raise ValueError(
+                f"elementwise '{self.name}': unknown function '{self.function}' ({allowed})"
+            )
 
     def inputs(self) -> tuple[Tensor, ...]:
         return self.ins
@@ -315,6 +327,7 @@ class MoeRouter(Op):
 
     ``expert_tokens`` is how many tokens each expert receives (sums to tokens * top_k); it comes
     from the routing distribution of the workload and decides the per-expert GEMM sizes.
+    ``idle_expert_weights`` are the weights of the experts that receive no tokens.
     """
 
     x: Tensor
@@ -324,11 +337,14 @@ class MoeRouter(Op):
     experts: int
     top_k: int
     expert_tokens: tuple[int, ...]
+    idle_expert_weights: tuple[Tensor, ...] = ()
     kind: ClassVar[str] = "moe_router"
 
     def __post_init__(self) -> None:
         if len(self.expert_tokens) != self.experts:
-            raise ValueError(f"router '{self.name}': {len(self.expert_tokens)} counts for {self.experts} experts")
+            raise ValueError(
+                f"router '{self.name}': {len(self.expert_tokens)} counts for {self.experts} experts"
+            )
         if sum(self.expert_tokens) != self.tokens * self.top_k:
             raise ValueError(
                 f"router '{self.name}': expert token counts sum to {sum(self.expert_tokens)}, "
@@ -340,6 +356,11 @@ class MoeRouter(Op):
 
     def outputs(self) -> tuple[Tensor, ...]:
         return (self.out,)
+
+    def resident_weights(self) -> tuple[Tensor, ...]:
+        # experts that receive no tokens in this run launch nothing, but serving the model still
+        # needs their weights in memory
+        return self.idle_expert_weights
 
     def flops(self) -> float:
         d_model = self.w_router.shape[0]
@@ -456,7 +477,9 @@ class Collective(Op):
 
     def __post_init__(self) -> None:
         if self.function not in COLLECTIVES:
-            raise ValueError(f"collective '{self.name}': unknown '{self.function}' ({', '.join(COLLECTIVES)})")
+            raise ValueError(
+                f"collective '{self.name}': unknown '{self.function}' ({', '.join(COLLECTIVES)})"
+            )
         if self.participants < 1:
             raise ValueError(f"collective '{self.name}': participants must be >= 1")
 

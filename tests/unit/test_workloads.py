@@ -311,3 +311,22 @@ def test_every_shipped_workload_loads_and_lowers(path):
     assert nx.is_directed_acyclic_graph(graph.nx_graph)
     count, unit = work_items(loaded.config)
     assert count > 0 and unit in {"tokens", "suite"}
+
+
+def test_idle_experts_still_count_toward_parameters_and_capacity():
+    from pathlib import Path
+
+    from archsim.config import load_machine
+    from archsim.hw import Machine
+    from archsim.mappers.capacity import resident_bytes_by_device
+    from archsim.mappers.greedy import GreedyMapper
+
+    d_model, d_ff, experts = 64, 32, 4
+    busy = lower(_moe_layer([3, 2, 2, 1]))
+    idle = lower(_moe_layer([3, 0, 4, 1]))
+    router_and_experts = d_model * experts + experts * 3 * d_model * d_ff
+    assert busy.parameter_count() == idle.parameter_count() == router_and_experts
+    machine_path = Path(__file__).parents[1] / "data" / "machines" / "tiny_fpga.yaml"
+    machine = Machine.from_config(load_machine(machine_path).config)
+    schedule = GreedyMapper().map(idle, machine)
+    assert resident_bytes_by_device(schedule.entries)["fpga"] >= router_and_experts * 2
