@@ -263,6 +263,48 @@ def validate(
             click.echo(f"wrote {path}")
 
 
+@cli.command()
+@click.argument("name")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="Metric table for people or JSON for scripts.",
+)
+@click.option(
+    "-o",
+    "--out",
+    "out_dir",
+    default="reports/reproductions",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where NAME.md (and its figures) go.",
+)
+def reproduce(name: str, fmt: str, out_dir: Path) -> None:
+    """Reproduce a paper's result from archsim's models; write out/NAME.md and print the metrics."""
+    from archsim.report.document import to_markdown
+    from archsim.reproduce import run_reproduction
+
+    reproduction = run_reproduction(name)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report_path = out_dir / f"{name}.md"
+    report_path.write_text(to_markdown(reproduction.report), encoding="utf-8")
+    for file_name, data in reproduction.extra_files.items():
+        (out_dir / file_name).write_bytes(data)
+    if fmt == "json":
+        click.echo(json.dumps(reproduction.to_json(), indent=2, allow_nan=False))
+        return
+    for metric_name, m in reproduction.metrics.items():
+        verdict = "ok" if m.within_tolerance else "OUT OF TOLERANCE"
+        click.echo(
+            f"{metric_name:<40} paper {m.paper:>10.4g} {m.unit:<10} archsim {m.archsim:>10.4g} "
+            f"({m.relative_error:+.1%}, tolerance ±{m.tolerance:.0%}) {verdict}"
+        )
+    click.echo(f"wrote {report_path}")
+
+
 def main() -> None:
     cli(prog_name="archsim")
 
