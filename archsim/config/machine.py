@@ -216,6 +216,44 @@ class PimConfig(_DeviceBase):
     area_mm2: SquareMM = Field(alias="area", description="Area added by the PIM logic.")
 
 
+class DspChainConfig(StrictModel):
+    """DSP slices cascaded into chains that reduce along K, with input multiplexers for sparsity."""
+
+    length: PositiveInt = Field(
+        description="DSP slices cascaded in one chain (partial sums pass down the cascade)."
+    )
+    mux_inputs: PositiveInt = Field(
+        default=1,
+        description=(
+            "Activations each slice's input multiplexer selects from (1: dense only; M: N:M "
+            "sparsity with groups of up to M elements runs on the sparse datapath)."
+        ),
+    )
+    pipeline_cycles: Annotated[int, Field(ge=0)] = Field(
+        default=0,
+        description="Fill latency of one chain in cycles: cascade depth plus multiplexer stages.",
+    )
+
+    @model_validator(mode="after")
+    def _mux_fits(self) -> DspChainConfig:
+        if self.mux_inputs > 1 and self.length < 2:
+            raise ValueError("a sparse chain (mux_inputs > 1) needs length >= 2")
+        return self
+
+
+class InstructionConfig(StrictModel):
+    """Instruction stream of an overlay accelerator: per-instruction issue cost and storage."""
+
+    issue_s: Seconds = Field(
+        alias="issue", description="Decode and dispatch time of one instruction, e.g. '40 ns'."
+    )
+    size_bytes: Bytes = Field(alias="size", description="Encoded size of one instruction.")
+    per_op: PositiveInt = Field(
+        default=1,
+        description="Instructions issued per op outside the tile loop (loads, syncs, config).",
+    )
+
+
 class FpgaConfig(_DeviceBase):
     """An FPGA accelerator: DSP slices, on-chip RAM and HBM/DDR channels."""
 
@@ -227,6 +265,27 @@ class FpgaConfig(_DeviceBase):
     onchip: MemoryLevelConfig = Field(description="BRAM + URAM seen as one on-chip level.")
     dram: MemoryLevelConfig = Field(description="HBM or DDR.")
     area_mm2: SquareMM = Field(alias="area", description="Die area of the device.")
+    dsp_chain: DspChainConfig | None = Field(
+        default=None,
+        description="How the DSP slices cascade; absent: independent dense slices (chains of 1).",
+    )
+    dram_channels: PositiveInt = Field(
+        default=1, description="Independent HBM pseudo-channels / DDR channels the design uses."
+    )
+    dram_efficiency: Fraction = Field(
+        default=1.0,
+        description="Sustained share of 'dram.bandwidth' for long sequential weight streams.",
+    )
+    activations_on_chip: bool = Field(
+        default=False,
+        description=(
+            "Always-on-chip decode: an op's activations stay in on-chip RAM when they fit in "
+            "half of it, so decode moves only weights and the KV cache through DRAM."
+        ),
+    )
+    instruction: InstructionConfig | None = Field(
+        default=None, description="Instruction issue cost; absent: no per-op control overhead."
+    )
 
 
 DeviceConfig = Annotated[GpuConfig | NpuConfig | PimConfig | FpgaConfig, Field(discriminator="kind")]

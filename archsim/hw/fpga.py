@@ -1,65 +1,150 @@
-"""FPGA accelerator, at the roofline rung of the fidelity ladder.
+"""FPGA overlay accelerator: cascaded DSP chains, sparse multiplexers, on-chip activations, HBM.
 
-Peak arithmetic is DSP slices x MACs per slice per cycle x clock; operands stream from HBM/DDR.
-DSP-chain structure, sparse chains and instruction cost belong to the detailed FPGA model.
+Effects modelled, in order of the fidelity ladder:
+
+* roofline: DSP slices x MACs per slice per cycle (dtype packing) x clock against DRAM bandwidth;
+* tiling: output columns are dealt to ``dsp_count // chain.length`` chains in rounds, activation
+  rows go through in groups of the packing factor (a GEMV leaves packed lanes idle);
+* sparse DSP chains: a chain of ``L`` slices with ``M``-input multiplexers runs an N:M weight in
+  ``L // N`` segments, each covering M reduction elements per cycle (FlightLLM §4.1); block
+  sparsity skips whole chain passes; unsupported patterns are decompressed and run dense;
+* memory placement: weights (and attention's KV cache) stream from DRAM at a sustained share of
+  its peak; with ``activations_on_chip`` (always-on-chip decode) the activations of ops that fit
+  stay in BRAM/URAM, otherwise each activation crosses DRAM and pays its latency on the critical
+  path because the next op needs it;
+* control: each op issues instructions (``instruction`` block), serial with its execution.
+
+The per-mask counterpart of the density formulas is :func:`archsim.kernels.sparse_chain.dsp_chain_work`;
+tests check that the two agree on N:M masks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
-from archsim.config.machine import FpgaConfig
+from archsim.config.machine import DspChainConfig, FpgaConfig
 from archsim.energy.pricing import mac_prices_j, memory_prices_j
-from archsim.hw.base import OpCost, register_device
-from archsim.hw.roofline import roofline_cost
-from archsim.ir.ops import Gemm, Op
-from archsim.ir.tensor import DType
+from archsim.hw.base import Bound, OpCost, register_device
+from archsim.ir.ops import Attention, Gemm, Op
+from archsim.ir.tensor import NM, Block, DType, Sparsity, Tensor
+
+
+@dataclass(frozen=True)
+class ChainSchedule:
+    """How one weight column runs on a DSP chain.
+
+    Attributes
+    ----------
+    cycles_per_column:
+        Chain cycles to reduce one activation row against one output column.
+    window:
+        Reduction elements one segment's multiplexers select from (1: dense datapath).
+    segment:
+        DSP slices per segment.
+    kept_fraction:
+        Share of the column's weights multiplied (1 for dense or decompressed runs).
+    mode:
+        ``dense``, ``nm`` (sparse datapath), ``block`` (pass skipping) or ``decompressed``.
+    """
+
+    cycles_per_column: float
+    window: int
+    segment: int
+    kept_fraction: float
+    mode: str
+
+
+def chain_schedule(k: int, sparsity: Sparsity, chain: DspChainConfig | None) -> ChainSchedule:
+    """Cycles of one column of a ``k``-long weight under ``sparsity`` on one chain.
+
+    Parameters
+    ----------
+    k:
+        Reduction length (elements).
+    sparsity:
+        Sparsity of the weight along ``k``.
+    chain:
+        The chain configuration; ``None`` means independent slices (chains of one).
+
+    Returns
+    -------
+    ChainSchedule
+        Equal to the mean per-column cycles of ``dsp_chain_work`` on a mask of this pattern.
+    """
+    length = chain.length if chain else 1
+    mux = chain.mux_inputs if chain else 1
+    dense_cycles = float(math.ceil(k / length))
+    if isinstance(sparsity, NM) and 1 < sparsity.m <= mux and sparsity.n < sparsity.m:
+        segments = length // sparsity.n
+        if segments >= 1:
+            windows = math.ceil(k / sparsity.m)
+            return ChainSchedule(
+                float(math.ceil(windows / segments)),
+                sparsity.m,
+                sparsity.n,
+                sparsity.density,
+                "nm",
+            )
+    if isinstance(sparsity, Block) and sparsity.density < 1.0:
+        # a pass covers `length` consecutive reduction rows; it is skipped when every block it
+        # touches is dropped (blocks are kept independently with probability `density`)
+        blocks_per_pass = max(1, math.ceil(length / sparsity.height))
+        busy = 1.0 - (1.0 - sparsity.density) ** blocks_per_pass
+        return ChainSchedule(dense_cycles * busy, 1, 1, sparsity.density, "block")
+    mode = "dense" if sparsity.density >= 1.0 else "decompressed"
+    return ChainSchedule(dense_cycles, 1, 1, 1.0, mode)
+
+
+def _gemm_dram_tensors(op: Gemm) -> tuple[Tensor, ...]:
+    return tuple(t for t in op.inputs() if t.is_weight)
+
+
+def _attention_dram_tensors(op: Attention) -> tuple[Tensor, ...]:
+    # the KV cache lives in DRAM across steps whatever the activation policy
+    return (op.k, op.v)
+
+
+# Tensors of an op that live in DRAM however activations are placed, by op kind.
+_RESIDENT_IN_DRAM: dict[str, Callable[..., tuple[Tensor, ...]]] = {
+    "gemm": _gemm_dram_tensors,
+    "attention": _attention_dram_tensors,
+}
+
+
+def _weights_only(op: Op) -> tuple[Tensor, ...]:
+    return tuple(t for t in op.inputs() if t.is_weight)
 
 
 @register_device("fpga")
 class FpgaDevice:
-    """DSP-slice accelerator on an FPGA."""
+    """DSP-chain overlay accelerator on an FPGA (FlightLLM- and SAT-style).
+
+    Parameters
+    ----------
+    config:
+        The validated FPGA section of a machine file.
+    """
 
     kind = "fpga"
-    fidelity = ("roofline",)
+    fidelity = ("roofline", "tiling", "sparse_dsp_chain", "memory_placement", "instruction_issue")
 
     def __init__(self, config: FpgaConfig):
         self.config = config
         self.name = config.name
+        length = config.dsp_chain.length if config.dsp_chain else 1
+        self.chain_length = length
+        self.chains = max(config.dsp_count // length, 1)
+
+    # ---- Protocol: description ----------------------------------------------------------
 
     @property
     def clock_hz(self) -> float:
         return self.config.clock_hz
 
     def supports(self, op: Op) -> bool:
-        return op.dtype in self.config.macs_per_dsp_per_cycle
-
-    def roofline(self, op: Op) -> OpCost:
-        return roofline_cost(
-            op,
-            peak_flops_per_s=self.peak_flops_per_s(op.dtype),
-            bw_bytes_per_s=self.config.dram.bw_bytes_per_s,
-            memory_level="dram",
-            clock_hz=self.clock_hz,
-            fixed_latency_s=self.config.dram.latency_s,
-        )
-
-    def cost(self, op: Op, mapping: object | None = None) -> OpCost:
-        base = self.roofline(op)
-        actions = dict(base.actions)
-        if isinstance(op, Gemm):
-            actions[f"mac.{op.dtype.value}"] = op.flops() / 2
-        else:
-            actions["vector_op"] = op.flops()
-        return OpCost(
-            latency_s=base.latency_s,
-            cycles=base.cycles,
-            bound=base.bound,
-            utilization=base.utilization,
-            bytes_by_level=base.bytes_by_level,
-            actions=actions,
-            notes="fpga roofline",
-        )
+        return self._mac_dtype(op) in self.config.macs_per_dsp_per_cycle
 
     def peak_flops_per_s(self, dtype: DType) -> float:
         per_dsp = self.config.macs_per_dsp_per_cycle.get(dtype, 0)
@@ -69,10 +154,13 @@ class FpgaDevice:
         return self.config.dram.bw_bytes_per_s
 
     def energy_per_action_j(self) -> Mapping[str, float]:
-        dram = self.config.dram
+        dram, onchip = self.config.dram, self.config.onchip
         return {
             **mac_prices_j(self.config.mac_energy_j),
             **memory_prices_j("dram", dram.read_energy_per_byte_j, dram.write_energy_per_byte_j),
+            **memory_prices_j(
+                "onchip", onchip.read_energy_per_byte_j, onchip.write_energy_per_byte_j
+            ),
             "vector_op": self.config.vector_op_energy_j,
         }
 
@@ -84,3 +172,149 @@ class FpgaDevice:
 
     def memory_capacity_bytes(self) -> float:
         return self.config.dram.size_bytes
+
+    # ---- placement ----------------------------------------------------------------------
+
+    def _mac_dtype(self, op: Op) -> DType:
+        # mixed precision: a GEMM with low-bit weights packs MACs by the weight's width
+        # (activations are widened in the DSP pre-adder path), so the weight dtype sets the rate
+        if isinstance(op, Gemm) and op.b.is_weight:
+            return op.b.dtype
+        return op.dtype
+
+    def split_traffic(self, op: Op) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+        """(DRAM inputs, on-chip inputs, DRAM outputs) under the activation placement policy.
+
+        Activations stay on chip when ``activations_on_chip`` is set and the op's activations fit
+        in half the on-chip RAM (the other half double-buffers the weight stream).
+        """
+        resident = _RESIDENT_IN_DRAM.get(op.kind, _weights_only)(op)
+        resident_ids = {id(t) for t in resident}
+        activations = [t for t in op.inputs() if id(t) not in resident_ids]
+        act_bytes = sum(t.stored_bytes for t in activations) + op.bytes_written()
+        on_chip = self.config.activations_on_chip and act_bytes <= self.config.onchip.size_bytes / 2
+        dram_in = list(resident) + ([] if on_chip else activations)
+        chip_in = activations if on_chip else []
+        dram_out = [] if on_chip else list(op.outputs())
+        return dram_in, chip_in, dram_out
+
+    # ---- Protocol: costs ----------------------------------------------------------------
+
+    def roofline(self, op: Op) -> OpCost:
+        dram_in, chip_in, dram_out = self.split_traffic(op)
+        dram_bytes = sum(t.stored_bytes for t in dram_in + dram_out)
+        chip_bytes = sum(t.stored_bytes for t in chip_in) + (
+            0.0 if dram_out else op.bytes_written()
+        )
+        peak = self.peak_flops_per_s(self._mac_dtype(op))
+        compute_s = op.effective_flops() / peak if isinstance(op, Gemm) else op.flops() / peak
+        memory_s = max(
+            dram_bytes / self.config.dram.bw_bytes_per_s,
+            chip_bytes / self.config.onchip.bw_bytes_per_s,
+        )
+        fixed_s = self.config.dram.latency_s if dram_bytes else 0.0
+        return self._finish(
+            op, compute_s, memory_s, fixed_s, dram_in, dram_out, chip_bytes, {}, "roofline"
+        )
+
+    def cost(self, op: Op, mapping: object | None = None) -> OpCost:
+        dram_in, chip_in, dram_out = self.split_traffic(op)
+        dram_bytes = sum(t.stored_bytes for t in dram_in + dram_out)
+        chip_bytes = sum(t.stored_bytes for t in chip_in) + (
+            0.0 if dram_out else op.bytes_written()
+        )
+        dram_bw = self.config.dram.bw_bytes_per_s * self.config.dram_efficiency
+        memory_s = max(dram_bytes / dram_bw, chip_bytes / self.config.onchip.bw_bytes_per_s)
+        # an activation that went through DRAM is produced by the previous op, so its first
+        # bytes cannot be prefetched: one DRAM latency per such tensor on the critical path
+        activation_trips = len(dram_out) + sum(1 for t in dram_in if not t.is_weight)
+        fixed_s = self.config.dram.latency_s * (1 + activation_trips) if dram_bytes else 0.0
+        fixed_s += self.instructions(op) * self._issue_s()
+        actions: dict[str, float] = {}
+        if isinstance(op, Gemm):
+            compute_cycles, schedule, macs = self.gemm_cycles(op)
+            compute_s = compute_cycles / self.clock_hz
+            actions[f"mac.{self._mac_dtype(op).value}"] = macs
+            note = f"{self.chains} chains x {self.chain_length} DSP, {schedule.mode}"
+        else:
+            compute_s = op.flops() / self.peak_flops_per_s(self._mac_dtype(op))
+            actions["vector_op"] = op.flops()
+            note = "streamed on DSPs"
+        return self._finish(
+            op, compute_s, memory_s, fixed_s, dram_in, dram_out, chip_bytes, actions, note
+        )
+
+    def gemm_cycles(self, op: Gemm) -> tuple[float, ChainSchedule, float]:
+        """Compute cycles of a GEMM on the chains, its chain schedule and the MACs it performs.
+
+        Chains take output columns in rounds of ``chains``; the packing factor of the weight's
+        dtype sets how many activation rows share one weight per slice and cycle.
+        """
+        weight = op.b
+        schedule = chain_schedule(op.k, weight.sparsity, self.config.dsp_chain)
+        pack = self.config.macs_per_dsp_per_cycle[self._mac_dtype(op)]
+        rounds = math.ceil(op.n / self.chains)
+        rows = math.ceil(op.m / pack)
+        fill = self.config.dsp_chain.pipeline_cycles if self.config.dsp_chain else 0
+        cycles = op.batch * rows * rounds * schedule.cycles_per_column + fill
+        macs = op.batch * op.m * op.n * op.k * schedule.kept_fraction * op.a.sparsity.density
+        return cycles, schedule, macs
+
+    def instructions(self, op: Op) -> int:
+        """Instructions one op issues (0 without an ``instruction`` block).
+
+        An op whose activations exceed the half of on-chip RAM left beside the weight buffers is
+        cut into tiles along its rows, and each tile repeats the op's ``per_op`` instructions; so
+        the instruction count grows with the sequence length in prefill and attention.
+        """
+        spec = self.config.instruction
+        if spec is None:
+            return 0
+        activation_bytes = sum(t.stored_bytes for t in op.inputs() if not t.is_weight)
+        tiles = max(1, math.ceil(activation_bytes / (self.config.onchip.size_bytes / 2)))
+        return spec.per_op * tiles
+
+    def _issue_s(self) -> float:
+        spec = self.config.instruction
+        return spec.issue_s if spec else 0.0
+
+    def _finish(
+        self,
+        op: Op,
+        compute_s: float,
+        memory_s: float,
+        fixed_s: float,
+        dram_in: list[Tensor],
+        dram_out: list[Tensor],
+        chip_bytes: float,
+        actions: dict[str, float],
+        note: str,
+    ) -> OpCost:
+        body_s = max(compute_s, memory_s)
+        latency_s = max(body_s + fixed_s, 1e-12)
+        if fixed_s > body_s:
+            bound = Bound.LAUNCH
+        elif compute_s >= memory_s:
+            bound = Bound.COMPUTE
+        else:
+            bound = Bound.MEMORY
+        dram_read = sum(t.stored_bytes for t in dram_in)
+        dram_write = sum(t.stored_bytes for t in dram_out)
+        ideal_s = (
+            op.effective_flops() if isinstance(op, Gemm) else op.flops()
+        ) / self.peak_flops_per_s(self._mac_dtype(op))
+        all_actions = {
+            "read.dram": dram_read,
+            "write.dram": dram_write,
+            "read.onchip": chip_bytes,
+            **actions,
+        }
+        return OpCost(
+            latency_s=latency_s,
+            cycles=latency_s * self.clock_hz,
+            bound=bound,
+            utilization=min(1.0, ideal_s / latency_s),
+            bytes_by_level={"dram": dram_read + dram_write, "onchip": chip_bytes},
+            actions=all_actions,
+            notes=note,
+        )
