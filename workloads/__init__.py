@@ -5,7 +5,7 @@ says what one run of it delivers (tokens, or one GEMM suite). Each generator is 
 registers itself with ``register_lowering``.
 """
 
-from archsim.workloads import gemm_suite, moe_layer, transformer
+from archsim.workloads import gemm_suite, moe_layer, training, transformer
 from archsim.workloads.registry import lower, register_lowering, registered_generators, work_items
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "moe_layer",
     "register_lowering",
     "registered_generators",
+    "training",
     "transformer",
     "work_items",
 ]

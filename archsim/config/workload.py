@@ -127,8 +127,36 @@ class MoeLayerSpec(StrictModel):
         return self
 
 
+class TrainingSpec(StrictModel):
+    """One training step of a stack of linear layers (forward, input- and weight-gradient GEMMs).
+
+    Convolutions enter as their im2col GEMMs: ``m`` = batch x output pixels, ``k`` = in-channels x
+    kernel area, ``n`` = out-channels.
+    """
+
+    generator: Literal["training"] = "training"
+    dtype: DType = Field(default=DType.FP16, description="Element type of weights and activations.")
+    layers: list[GemmShape] = Field(
+        min_length=1, description="Forward GEMM of each layer: m rows, k inputs, n outputs."
+    )
+    weight_sparsity: SparsitySpec = Field(
+        default_factory=DenseSpec, description="Sparsity of the weights in the forward pass."
+    )
+    bidirectional: bool = Field(
+        default=True,
+        description=(
+            "Bidirectional weight pruning (BDWP): the backward pass multiplies by a second copy "
+            "of the weight pruned N:M along the output dimension, so the input-gradient GEMM is "
+            "sparse too; false: the backward pass uses the dense weight."
+        ),
+    )
+    weight_update: bool = Field(
+        default=True, description="Add the optimizer's elementwise weight update per layer."
+    )
+
+
 GeneratorSpec = Annotated[
-    GemmSuiteSpec | TransformerSpec | MoeLayerSpec, Field(discriminator="generator")
+    GemmSuiteSpec | TransformerSpec | MoeLayerSpec | TrainingSpec, Field(discriminator="generator")
 ]
 
 

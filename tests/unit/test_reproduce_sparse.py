@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import pytest
 
-from archsim.reproduce import run_reproduction
+from archsim.reproduce.flightllm import reproduce_flightllm
+from archsim.reproduce.sat import reproduce_sat
 
 
 @pytest.fixture(scope="module")
 def flightllm():
-    return run_reproduction("flightllm")
+    return reproduce_flightllm()
 
 
 @pytest.mark.parametrize("metric", ["u280_decode_tokens_per_s", "vhk158_throughput_vs_a100"])
@@ -28,3 +29,9 @@ def test_flightllm_energy_gap_is_reported(flightllm):
     # the FPGA is more efficient, but action-count GPU energy under-states board power
     assert 1.0 < m.archsim < m.paper
     assert "Gap" in " ".join(getattr(b, "text", "") for b in flightllm.report.blocks)
+
+
+def test_sat_bdwp_speedup_matches_paper():
+    m = reproduce_sat().metrics["bdwp_2of8_speedup_over_dense"]
+    assert m.tolerance == 0.15
+    assert m.within_tolerance, (m.paper, m.archsim)
