@@ -214,6 +214,67 @@ class PimConfig(_DeviceBase):
     )
     dram: MemoryLevelConfig = Field(description="The memory the PIM units sit in.")
     area_mm2: SquareMM = Field(alias="area", description="Area added by the PIM logic.")
+    memory_standard: Literal["hbm2", "hbm2e", "hbm3"] = Field(
+        default="hbm2",
+        description="DRAM standard whose bank timings (tRCD, tRP, tRAS, tCCD, tREFI/tRFC) pace "
+        "the PIM row streams: hbm2, hbm2e or hbm3.",
+    )
+    row_buffers: Literal["single", "dual"] = Field(
+        default="single",
+        description="'single': blocked mode, the host cannot use the memory while PIM runs "
+        "(HBM-PIM, Newton); 'dual': a second row buffer per bank lets host reads and writes run "
+        "beside PIM commands (NeuPIMs).",
+    )
+    pim_command_energy_j: Joules = Field(
+        default=0.0,
+        alias="pim_command_energy",
+        description="Energy of one PIM MAC command in one bank (column read to the MAC unit and "
+        "the MACs), e.g. '20 pJ'; 0 leaves it out.",
+    )
+    activation_energy_j: Joules = Field(
+        default=0.0,
+        alias="activation_energy",
+        description="Energy of one row activation (and precharge) in one bank, e.g. '0.8 nJ'; 0 "
+        "leaves it out.",
+    )
+
+
+class LogicPimConfig(_DeviceBase):
+    """Logic-die PIM (Duplex's Logic-PIM): processing units on the HBM base die, fed by TSVs.
+
+    More TSVs than the external interface needs give the logic die a multiple of the external
+    bandwidth; the units run GEMMs and attention of low to moderate Op/B.
+    """
+
+    kind: Literal["logic_pim"] = "logic_pim"
+    compute_flops_per_s: dict[DType, FlopsPerSecond] = Field(
+        alias="compute_throughput",
+        description="Peak of the logic-die processing units per dtype, e.g. bf16: '200 TFLOP/s'.",
+    )
+    vector_flops_per_s: FlopsPerSecond = Field(
+        alias="vector_throughput", description="Peak of their vector units (softmax, norms)."
+    )
+    internal_bw_bytes_per_s: BytesPerSecond = Field(
+        alias="internal_bandwidth",
+        description="Aggregate DRAM-die to logic-die (TSV) bandwidth of all stacks.",
+    )
+    memory_standard: Literal["hbm2", "hbm2e", "hbm3"] = Field(
+        description="DRAM standard of the stacks (its streaming efficiency scales the TSV peak)."
+    )
+    dram: MemoryLevelConfig = Field(
+        description="The stacks as a host sees them (capacity, external bandwidth); their "
+        "per-byte energies are those of a read that stops at the logic die."
+    )
+    area_mm2: SquareMM = Field(alias="area", description="Area added to the logic dies.")
+
+    @model_validator(mode="after")
+    def _dtypes_priced(self) -> LogicPimConfig:
+        missing = [d.value for d in self.compute_flops_per_s if d not in self.mac_energy_j]
+        if missing:
+            raise ValueError(f"mac_energy has no entry for compute_throughput dtypes {missing}")
+        return self
+
+
 
 
 class DspChainConfig(StrictModel):
@@ -288,7 +349,9 @@ class FpgaConfig(_DeviceBase):
     )
 
 
-DeviceConfig = Annotated[GpuConfig | NpuConfig | PimConfig | FpgaConfig, Field(discriminator="kind")]
+DeviceConfig = Annotated[
+    GpuConfig | NpuConfig | PimConfig | LogicPimConfig | FpgaConfig, Field(discriminator="kind")
+]
 
 
 class InterconnectConfig(StrictModel):

@@ -137,4 +137,4 @@ def build_device(config: object) -> DeviceModel:
 
 def _load_builtin_models() -> None:
     # importing the modules runs their @register_device decorators
-    from archsim.hw import fpga, gpu, npu, pim  # noqa: F401
+    from archsim.hw import fpga, gpu, npu, pim, pim_logic  # noqa: F401

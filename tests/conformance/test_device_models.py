@@ -22,6 +22,7 @@ MACHINE_FOR_KIND = {
     "gpu": ROOT / "hwconfigs" / "h100.yaml",
     "npu": ROOT / "hwconfigs" / "tpu_like.yaml",
     "pim": ROOT / "tests" / "data" / "machines" / "tiny_pim.yaml",
+    "logic_pim": ROOT / "hwconfigs" / "duplex.yaml",
     "fpga": ROOT / "tests" / "data" / "machines" / "tiny_fpga.yaml",
 }
 

@@ -1,0 +1,26 @@
+"""DRAM timing shared by the device models: HBM standards, access patterns, PIM row streams."""
+
+from archsim.hw.memory.standards import HBM2, HBM2E, HBM3, STANDARDS, DramStandard, get_standard
+from archsim.hw.memory.timing import (
+    StreamStats,
+    pim_row_stream,
+    random_pattern,
+    serve_stream,
+    streaming_pattern,
+    timing_params,
+)
+
+__all__ = [
+    "HBM2",
+    "HBM2E",
+    "HBM3",
+    "STANDARDS",
+    "DramStandard",
+    "StreamStats",
+    "get_standard",
+    "pim_row_stream",
+    "random_pattern",
+    "serve_stream",
+    "streaming_pattern",
+    "timing_params",
+]

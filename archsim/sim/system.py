@@ -1,0 +1,418 @@
+"""System level: devices of one machine running concurrently, contending for the shared memory.
+
+``simulate()`` runs a schedule op after op. This module is the opt-in SimPy level for machines
+whose devices overlap: an NPU or GPU beside PIM in the same memory stacks. It simulates LLM
+decode steps layer by layer, with
+
+* per-op device choice: GEMMs on the compute device, decode attention on the PIM device, and
+  (Duplex) MoE experts on whichever device finishes them sooner, which is a choice by Op/B;
+* NeuPIMs' sub-batch interleaving: the batch splits in two and one sub-batch's attention on PIM
+  overlaps the other's GEMMs on the NPU;
+* Duplex's expert and attention co-processing: experts and attention requests split between the
+  compute device and Logic-PIM so that both work at once;
+* contention: a blocked-mode PIM (single row buffer) and the compute device take turns on the
+  memory; otherwise each op's memory demand (bytes over its standalone time) is summed with the
+  demands of the ops running beside it, and beyond the banks' sustained bandwidth every op
+  running then is slowed in proportion;
+* continuous batching of a request stream (arrivals, mixed prompt and output lengths), giving
+  tokens/s and per-token latency.
+
+Coarse events only (one per op per layer): SimPy's budget is about a million events a second.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import simpy
+
+from archsim.energy.pricing import action_energy_j
+from archsim.errors import ArchsimError
+from archsim.hw.base import OpCost
+from archsim.hw.machine import Machine
+from archsim.ir.ops import Attention, Op, attention, gemm
+from archsim.ir.tensor import DType
+from archsim.workloads.models.presets import ModelArchitecture
+
+
+@dataclass(frozen=True)
+class SystemPlan:
+    """Where each kind of work runs and how the batch is split.
+
+    Attributes
+    ----------
+    compute:
+        Device running the GEMMs (QKV, projection, FFN) and everything the others do not take.
+    attention:
+        Device running decode attention (a PIM device, or ``compute`` itself).
+    sub_batches:
+        1, or 2 for NeuPIMs' sub-batch interleaving.
+    co_processing:
+        Duplex: each expert and the attention requests split between ``compute`` and
+        ``attention`` by which finishes sooner (experts) or in proportion to speed (attention).
+    """
+
+    compute: str
+    attention: str
+    sub_batches: int = 1
+    co_processing: bool = False
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """One decode step of a batch.
+
+    Attributes
+    ----------
+    latency_s:
+        Time of the step (all layers, all sub-batches).
+    energy_j:
+        Dynamic energy of every op plus the machine's static power over ``latency_s``.
+    busy_s:
+        Time each device spent running ops.
+    tokens:
+        Tokens produced (one per request).
+    """
+
+    latency_s: float
+    energy_j: float
+    busy_s: dict[str, float]
+    tokens: int
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.latency_s
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request of a stream: arrival time (s), prompt tokens, tokens to generate."""
+
+    arrival_s: float
+    prompt_len: int
+    output_len: int
+
+
+@dataclass(frozen=True)
+class ServingResult:
+    """A request stream served with continuous batching."""
+
+    makespan_s: float
+    tokens: int
+    energy_j: float
+    mean_token_latency_s: float
+    steps: int
+    step_latencies_s: tuple[float, ...] = field(repr=False)
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.makespan_s
+
+
+class _Costs:
+    """Op costs and energies on the machine's devices, cached (ops hash structurally)."""
+
+    def __init__(self, machine: Machine):
+        self.machine = machine
+        self._cache: dict[tuple[str, Op], tuple[OpCost, float]] = {}
+        self._prices = {n: d.energy_per_action_j() for n, d in machine.devices.items()}
+
+    def __call__(self, device: str, op: Op) -> tuple[OpCost, float]:
+        key = (device, op)
+        if key not in self._cache:
+            dev = self.machine.devices[device]
+            if not dev.supports(op):
+                raise ArchsimError(
+                    f"device '{device}' ({dev.kind}) cannot run op '{op.name}' ({op.kind})"
+                )
+            cost = dev.cost(op)
+            self._cache[key] = (cost, action_energy_j(cost.actions, self._prices[device]))
+        return self._cache[key]
+
+    def latency_s(self, device: str, op: Op) -> float:
+        return self(device, op)[0].latency_s
+
+
+class _Memory:
+    """The shared stacks: a blocked-mode lock, or summed bandwidth demands."""
+
+    def __init__(self, env: simpy.Environment, capacity_bytes_per_s: float, exclusive: bool):
+        self.lock = simpy.Resource(env, capacity=1) if exclusive else None
+        self.capacity = capacity_bytes_per_s
+        self.demand: dict[int, float] = {}
+
+    def slowdown(self, own_demand: float) -> float:
+        total = own_demand + sum(self.demand.values())
+        return max(1.0, total / self.capacity) if self.capacity > 0 else 1.0
+
+
+class _Layer:
+    """The ops of one transformer block for one (sub-)batch, split by tensor parallelism."""
+
+    def __init__(self, arch: ModelArchitecture, contexts: Sequence[int], tp: int, dtype: DType):
+        batch = len(contexts)
+        heads, kv_heads = arch.heads // tp, max(1, arch.kv_heads // tp)
+        hd, d = arch.head_dim, arch.d_model
+        self.qkv = [gemm("qkv", batch, (heads + 2 * kv_heads) * hd, d, dtype)]
+        self.post: list[Op] = [gemm("o_proj", batch, d, heads * hd, dtype)]
+        matrices = 3 if arch.activation == "swiglu" else 2
+        if arch.is_moe:
+            d_ff = arch.expert_d_ff // tp
+            # uniform routing: the batch's top-k picks spread evenly over the experts
+            routed = batch * arch.top_k
+            self.experts = [
+                (routed // arch.experts + (1 if e < routed % arch.experts else 0))
+                for e in range(arch.experts)
+            ]
+            self.expert_ops = [
+                [gemm("up", m, d_ff * (matrices - 1), d, dtype), gemm("down", m, d, d_ff, dtype)]
+                for m in self.experts
+                if m > 0
+            ]
+        else:
+            d_ff = arch.d_ff // tp
+            self.post += [
+                gemm("up", batch, d_ff * (matrices - 1), d, dtype),
+                gemm("down", batch, d, d_ff, dtype),
+            ]
+            self.expert_ops = []
+        self.contexts = list(contexts)
+        self.heads, self.kv_heads, self.head_dim, self.dtype = heads, kv_heads, hd, dtype
+
+    def attention_op(self, requests: int, mean_context: int) -> Attention:
+        return attention(
+            "attention",
+            batch=requests,
+            heads_q=self.heads,
+            heads_kv=self.kv_heads,
+            q_len=1,
+            kv_len=max(1, mean_context),
+            head_dim=self.head_dim,
+            causal=False,
+            dtype=self.dtype,
+        )
+
+
+def _mean_context(contexts: Sequence[int], bucket: int) -> int:
+    # attention is linear in the KV bytes, so the mean context of the batch carries its total;
+    # rounding to a bucket lets identical steps reuse cached costs
+    mean = sum(contexts) / len(contexts)
+    return int(bucket * max(1, round(mean / bucket)))
+
+
+def simulate_decode_step(
+    machine: Machine,
+    arch: ModelArchitecture,
+    contexts: Sequence[int],
+    plan: SystemPlan,
+    *,
+    tensor_parallel: int = 1,
+    dtype: DType = DType.BF16,
+    context_bucket: int = 16,
+    costs: _Costs | None = None,
+) -> StepResult:
+    """One decode step of ``len(contexts)`` requests with the given KV-cache lengths.
+
+    Parameters
+    ----------
+    machine:
+        The devices; ``plan`` names which ones run what.
+    arch:
+        Model shape; ``tensor_parallel`` divides heads and FFN widths (one device's share; the
+        all-reduces between devices are left out, alike for every system compared).
+    contexts:
+        Tokens already in each request's KV cache.
+    """
+    for name in (plan.compute, plan.attention):
+        if name not in machine.devices:
+            raise ArchsimError(
+                f"system plan names device '{name}', machine '{machine.name}' has "
+                f"{sorted(machine.devices)}"
+            )
+    if plan.sub_batches not in (1, 2) or len(contexts) < plan.sub_batches:
+        raise ArchsimError(f"sub_batches must be 1 or 2 and <= the batch, got {plan.sub_batches}")
+    costs = costs or _Costs(machine)
+    env = simpy.Environment()
+    attn_dev = machine.devices[plan.attention]
+    separate = plan.attention != plan.compute
+    exclusive = separate and bool(getattr(attn_dev, "blocks_host_memory", False))
+    memory = _Memory(env, attn_dev.peak_bw_bytes_per_s() if separate else 0.0, exclusive)
+    units = {plan.compute: simpy.Resource(env, 1)}
+    if separate:
+        units[plan.attention] = simpy.Resource(env, 1)
+    busy = {name: 0.0 for name in units}
+    energy = [0.0]
+    ids = iter(range(1 << 60))
+
+    def run(device: str, op: Op):
+        cost, op_energy = costs(device, op)
+        energy[0] += op_energy
+        with units[device].request() as unit:
+            yield unit
+            if memory.lock is not None:
+                with memory.lock.request() as held:
+                    yield held
+                    yield env.timeout(cost.latency_s)
+                busy[device] += cost.latency_s
+                return
+            # only DRAM traffic draws on the banks (scratchpad and L2 bytes do not)
+            dram_bytes = cost.bytes_by_level.get("dram", 0.0) + cost.bytes_by_level.get("hbm", 0.0)
+            demand = dram_bytes / cost.latency_s if separate else 0.0
+            duration = cost.latency_s * memory.slowdown(demand)
+            token = next(ids)
+            memory.demand[token] = demand
+            yield env.timeout(duration)
+            del memory.demand[token]
+            busy[device] += duration
+
+    def run_all(device: str, ops: Sequence[Op]):
+        for op in ops:
+            yield from run(device, op)
+
+    def split_attention(layer: _Layer):
+        requests = len(layer.contexts)
+        mean = _mean_context(layer.contexts, context_bucket)
+        if not (plan.co_processing and separate) or requests < 2:
+            yield from run(plan.attention, layer.attention_op(requests, mean))
+            return
+        # requests split in proportion to each device's speed, so both finish together
+        t_pim = costs.latency_s(plan.attention, layer.attention_op(requests, mean))
+        t_cmp = costs.latency_s(plan.compute, layer.attention_op(requests, mean))
+        on_pim = min(requests - 1, max(1, round(requests * t_cmp / (t_pim + t_cmp))))
+        parts = [
+            env.process(run(plan.attention, layer.attention_op(on_pim, mean))),
+            env.process(run(plan.compute, layer.attention_op(requests - on_pim, mean))),
+        ]
+        yield simpy.AllOf(env, parts)
+
+    def experts(layer: _Layer):
+        if not layer.expert_ops:
+            return
+        if not (plan.co_processing and separate):
+            yield from run_all(plan.compute, [op for pair in layer.expert_ops for op in pair])
+            return
+        # Duplex: each expert goes to the device on which the layer's experts finish sooner,
+        # given what that device already holds; low-Op/B experts are cheap on Logic-PIM and
+        # high-Op/B ones on the xPU, so the split follows Op/B
+        on: dict[str, list[Op]] = {plan.compute: [], plan.attention: []}
+        queued = {plan.compute: 0.0, plan.attention: 0.0}
+        for pair in sorted(layer.expert_ops, key=lambda p: -p[0].m):
+            spans = {
+                dev: queued[dev] + sum(costs.latency_s(dev, op) for op in pair) for dev in queued
+            }
+            dev = min(spans, key=lambda d: spans[d])
+            queued[dev] = spans[dev]
+            on[dev].extend(pair)
+        parts = [env.process(run_all(dev, ops)) for dev, ops in on.items() if ops]
+        yield simpy.AllOf(env, parts)
+
+    def sub_batch(layer: _Layer):
+        for _ in range(arch.layers):
+            yield from run_all(plan.compute, layer.qkv)
+            yield from split_attention(layer)
+            yield from run_all(plan.compute, layer.post)
+            yield from experts(layer)
+
+    size = len(contexts) // plan.sub_batches
+    chunks = [contexts[:size], contexts[size:]] if plan.sub_batches == 2 else [contexts]
+    for chunk in chunks:
+        env.process(sub_batch(_Layer(arch, chunk, tensor_parallel, dtype)))
+    env.run()
+    latency = env.now
+    return StepResult(
+        latency_s=latency,
+        energy_j=energy[0] + machine.static_power_w() * latency,
+        busy_s=busy,
+        tokens=len(contexts),
+    )
+
+
+def serve_requests(
+    machine: Machine,
+    arch: ModelArchitecture,
+    requests: Sequence[Request],
+    plan: SystemPlan,
+    *,
+    max_batch: int,
+    tensor_parallel: int = 1,
+    dtype: DType = DType.BF16,
+) -> ServingResult:
+    """Continuous batching: each step admits arrived requests (prefilling their prompts on the
+    compute device), runs one decode step of every active request, and retires finished ones.
+
+    Returns tokens/s over the whole stream and the mean time between a request's tokens.
+    """
+    if not requests:
+        raise ArchsimError("serve_requests needs at least one request")
+    costs = _Costs(machine)
+    pending = sorted(requests, key=lambda r: r.arrival_s)
+    active: list[list[int]] = []  # [context, remaining]
+    clock = energy = 0.0
+    tokens = steps = 0
+    latencies: list[float] = []
+    static_w = machine.static_power_w()
+    while pending or active:
+        if not active and pending and pending[0].arrival_s > clock:
+            clock = pending[0].arrival_s
+        while pending and pending[0].arrival_s <= clock and len(active) < max_batch:
+            r = pending.pop(0)
+            prefill = _prefill_ops(arch, r.prompt_len, tensor_parallel, dtype)
+            step_s = sum(costs(plan.compute, op)[0].latency_s for op in prefill) * arch.layers
+            energy += sum(costs(plan.compute, op)[1] for op in prefill) * arch.layers
+            energy += static_w * step_s
+            clock += step_s
+            active.append([r.prompt_len, r.output_len])
+        contexts = [a[0] for a in active]
+        sub = plan.sub_batches if len(contexts) >= plan.sub_batches else 1
+        step_plan = SystemPlan(plan.compute, plan.attention, sub, plan.co_processing)
+        step = simulate_decode_step(
+            machine,
+            arch,
+            contexts,
+            step_plan,
+            tensor_parallel=tensor_parallel,
+            dtype=dtype,
+            costs=costs,
+        )
+        clock += step.latency_s
+        energy += step.energy_j
+        tokens += step.tokens
+        steps += 1
+        latencies.extend([step.latency_s] * step.tokens)
+        for a in active:
+            a[0] += 1
+            a[1] -= 1
+        active = [a for a in active if a[1] > 0]
+    return ServingResult(
+        makespan_s=clock,
+        tokens=tokens,
+        energy_j=energy,
+        mean_token_latency_s=sum(latencies) / len(latencies),
+        steps=steps,
+        step_latencies_s=tuple(latencies),
+    )
+
+
+def _prefill_ops(arch: ModelArchitecture, prompt: int, tp: int, dtype: DType) -> list[Op]:
+    heads, kv_heads = arch.heads // tp, max(1, arch.kv_heads // tp)
+    hd, d = arch.head_dim, arch.d_model
+    d_ff = (arch.expert_d_ff * arch.top_k if arch.is_moe else arch.d_ff) // tp
+    matrices = 3 if arch.activation == "swiglu" else 2
+    return [
+        gemm("qkv", prompt, (heads + 2 * kv_heads) * hd, d, dtype),
+        attention(
+            "attention",
+            batch=1,
+            heads_q=heads,
+            heads_kv=kv_heads,
+            q_len=prompt,
+            kv_len=prompt,
+            head_dim=hd,
+            causal=True,
+            dtype=dtype,
+        ),
+        gemm("o_proj", prompt, d, heads * hd, dtype),
+        gemm("up", prompt, d_ff * (matrices - 1), d, dtype),
+        gemm("down", prompt, d, d_ff, dtype),
+    ]
