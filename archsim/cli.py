@@ -70,10 +70,40 @@ def cli(verbose: bool) -> None:
 )
 @click.option("--mapper", default=None, help="Mapper to use instead of the machine file's.")
 @click.option("--no-progress", is_flag=True, help="Do not draw the progress bar.")
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "dask"]),
+    default="local",
+    show_default=True,
+    help="local: a process pool; dask: a Dask LocalCluster of --jobs workers.",
+)
+@click.option(
+    "--scheduler",
+    default=None,
+    metavar="ADDRESS",
+    help="Join a running Dask cluster (e.g. tcp://10.0.0.5:8786) instead of starting one.",
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Reuse the finished points of OUT/points.jsonl (after a crash); recompute the rest.",
+)
 def sweep(
-    hw: str, workload: str, out_dir: Path, jobs: int | None, mapper: str | None, no_progress: bool
+    hw: str,
+    workload: str,
+    out_dir: Path,
+    jobs: int | None,
+    mapper: str | None,
+    no_progress: bool,
+    executor: str,
+    scheduler: str | None,
+    resume: bool,
 ) -> None:
-    """Run the design space of HW's (and WORKLOAD's) sweep block; write results, Pareto plot, report."""
+    """Explore the design space of HW's (and WORKLOAD's) sweep block; write results, plots, report.
+
+    HW's optional search block picks the strategy (grid, random, nsga2), budget, seed, objectives
+    and constraints; without one every combination runs.
+    """
     from archsim.dse.sweep import run_sweep
 
     machine_file, workload_file = _load(hw, workload)
@@ -86,13 +116,21 @@ def sweep(
         mapper_name=mapper,
         progress=not no_progress and sys.stderr.isatty(),
         command=_command_line(),
+        executor="dask" if executor == "dask" else "local",
+        scheduler=scheduler,
+        resume=resume,
     )
     table = outcome.table
     feasible = table[table["feasible"]]
     click.echo(
         f"{len(table)} design points ({len(feasible)} feasible, "
-        f"{int(table['pareto'].sum())} Pareto-optimal in latency, energy and area) in {outcome.wall_time_s:.1f} s"
+        f"{int(table['pareto'].sum())} Pareto-optimal) in {outcome.wall_time_s:.1f} s"
     )
+    if resume:
+        click.echo(
+            f"resumed: {outcome.reused_points} points reused, "
+            f"{outcome.corrupted_records} damaged record(s) recomputed"
+        )
     if len(feasible):
         best = feasible.loc[feasible["edp_j_s"].idxmin()]
         params = ", ".join(f"{p}={best[p]}" for p in outcome.params)
@@ -105,6 +143,7 @@ def sweep(
     for path in (
         outcome.files.results,
         outcome.files.pareto_png,
+        outcome.files.parallel_png,
         outcome.files.report_md,
         outcome.files.report_html,
         outcome.files.manifest,

@@ -23,6 +23,7 @@ from archsim.config.quantities import (
     StrictModel,
     Watts,
 )
+from archsim.config.search import SearchConfig
 from archsim.ir.tensor import DType
 
 SCHEMA_VERSION = 1
@@ -379,6 +380,11 @@ class MachineConfig(StrictModel):
     sweep: dict[str, list[object]] | None = Field(
         default=None,
         description="Design space: dotted field path -> list of values (grid over all paths).",
+    )
+    search: SearchConfig | None = Field(
+        default=None,
+        description="How to explore the sweep space (grid, random, nsga2), objectives and "
+        "constraints; absent: the whole grid.",
     )
 
     @model_validator(mode="after")

@@ -16,6 +16,11 @@ from pydantic import BeforeValidator, ConfigDict, Field, PlainSerializer
 from archsim import units
 from archsim.errors import UnitError
 
+# Past these magnitudes a value is a typo (or hostile), not a design: products of a few such
+# values would overflow float64 deep inside a model instead of failing here with the field named.
+MAX_QUANTITY = 1e30
+MAX_COUNT = 2**53  # the largest integer a float64 holds exactly
+
 
 def _quantity(parse: Callable[[str], float], example: str) -> BeforeValidator:
     def validate(value: object) -> float:
@@ -29,6 +34,10 @@ def _quantity(parse: Callable[[str], float], example: str) -> BeforeValidator:
             raise ValueError(str(exc)) from None
         if not parsed > 0 or parsed == float("inf"):
             raise ValueError(f"'{value}' must be positive and finite")
+        if parsed > MAX_QUANTITY:
+            raise ValueError(
+                f"'{value}' is beyond any real hardware (at most {MAX_QUANTITY:g} in SI units)"
+            )
         return parsed
 
     return BeforeValidator(validate)
@@ -56,7 +65,7 @@ Watts = Annotated[float, _non_negative_quantity(units.parse_power, "700 W"), _AS
 SquareMM = Annotated[float, _non_negative_quantity(units.parse_area, "814 mm2"), _AS_FLOAT]
 FlopsPerSecond = Annotated[float, _quantity(units.parse_flops, "989 TFLOP/s"), _AS_FLOAT]
 
-PositiveInt = Annotated[int, Field(gt=0)]
+PositiveInt = Annotated[int, Field(gt=0, le=MAX_COUNT)]
 Fraction = Annotated[float, Field(gt=0.0, le=1.0)]
 
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from archsim.dse.space import DesignPoint
-from archsim.errors import InfeasibleError
+from archsim.errors import ArchsimError, InfeasibleError
 from archsim.ir.graph import OpGraph
 from archsim.pipeline import PointOutcome, run_point
 from archsim.workloads import lower
@@ -28,6 +28,7 @@ METRIC_COLUMNS = (
     "launch_time_share",
     "top_op_kind",
     "top_op_kind_share",
+    "throughput_per_s_per_w",
 )
 
 
@@ -63,6 +64,7 @@ def outcome_row(outcome: PointOutcome) -> dict[str, Any]:
         launch_time_share=by_bound.get("launch", 0.0) / totals.latency_s,
         top_op_kind=top_kind,
         top_op_kind_share=by_kind[top_kind] / totals.latency_s,
+        throughput_per_s_per_w=outcome.work_items / totals.latency_s / totals.average_power_w,
     )
     return row
 
@@ -81,5 +83,10 @@ def evaluate_points(points: Sequence[DesignPoint], mapper_name: str | None) -> l
         except InfeasibleError as exc:
             # a design the models refuse (e.g. a tiling that cannot fit) is a result, not a crash
             row = outcome_row(PointOutcome(None, str(exc), 1.0, "runs"))
+        except (ArchsimError, ArithmeticError, ValueError) as exc:
+            # a point the models cannot evaluate (a value far outside what they were built for)
+            # must not sink the other thousands of a sweep: it is a row saying why
+            reason = f"model error: {type(exc).__name__}: {exc}"
+            row = outcome_row(PointOutcome(None, reason, 1.0, "runs"))
         rows.append({"point": point.index, **point.params, **row})
     return rows

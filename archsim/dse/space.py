@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,25 +62,84 @@ def _variant(file: MachineFile | WorkloadFile, model: type, overrides: dict[str,
         ) from None
 
 
+class DesignSpace:
+    """The discrete space spanned by both files' ``sweep:`` blocks, with validated points on demand.
+
+    A combination is a tuple of value indices, machine axes first. Machine and workload variants
+    are validated once each and reused, so sampling strategies pay validation per distinct
+    variant, not per point.
+
+    Parameters
+    ----------
+    machine_file, workload_file:
+        The loaded files; their ``sweep:`` blocks give the axes.
+    """
+
+    def __init__(self, machine_file: MachineFile, workload_file: WorkloadFile):
+        self.machine_file = machine_file
+        self.workload_file = workload_file
+        self.machine_axes = _axes(machine_file)
+        self.workload_axes = _axes(workload_file)
+        self.axes = self.machine_axes + self.workload_axes
+        self._machines: dict[tuple[int, ...], MachineConfig] = {}
+        self._workloads: dict[tuple[int, ...], WorkloadConfig] = {}
+
+    @property
+    def params(self) -> list[str]:
+        """The swept dotted paths, machine first."""
+        return [path for path, _ in self.axes]
+
+    @property
+    def lengths(self) -> list[int]:
+        """Values per axis."""
+        return [len(values) for _, values in self.axes]
+
+    @property
+    def size(self) -> int:
+        """Number of combinations (an exact integer, possibly huge)."""
+        return math.prod(self.lengths)
+
+    def combo(self, flat: int) -> tuple[int, ...]:
+        """Value indices of the ``flat``-th combination in grid order (last axis fastest)."""
+        digits = []
+        for length in reversed(self.lengths):
+            flat, digit = divmod(flat, length)
+            digits.append(digit)
+        return tuple(reversed(digits))
+
+    def validate_axes(self) -> None:
+        """Validate every swept value on its own, so a refused value fails before any point runs."""
+        for i, (_, values) in enumerate(self.axes):
+            for j in range(len(values)):
+                combo = [0] * len(self.axes)
+                combo[i] = j
+                self.point(0, tuple(combo))
+
+    def point(self, index: int, combo: tuple[int, ...]) -> DesignPoint:
+        """The validated design point of ``combo``, numbered ``index``."""
+        n_machine = len(self.machine_axes)
+        m_combo, w_combo = combo[:n_machine], combo[n_machine:]
+        m_over = {
+            path: values[k] for (path, values), k in zip(self.machine_axes, m_combo, strict=True)
+        }
+        w_over = {
+            path: values[k] for (path, values), k in zip(self.workload_axes, w_combo, strict=True)
+        }
+        if m_combo not in self._machines:
+            self._machines[m_combo] = _variant(self.machine_file, MachineConfig, m_over)
+        if w_combo not in self._workloads:
+            self._workloads[w_combo] = _variant(self.workload_file, WorkloadConfig, w_over)
+        return DesignPoint(
+            index, {**m_over, **w_over}, self._machines[m_combo], self._workloads[w_combo]
+        )
+
+
 def expand_grid(machine_file: MachineFile, workload_file: WorkloadFile) -> list[DesignPoint]:
     """Every combination of the swept values of both files, each validated like a written file.
 
     A swept value that the schema refuses is an error naming the sweep key, raised before any
     point runs; a point that is valid but cannot run the workload becomes an infeasible row later.
     """
-    machine_axes = _axes(machine_file)
-    workload_axes = _axes(workload_file)
-    machine_variants = [
-        (dict(zip([p for p, _ in machine_axes], combo, strict=True)))
-        for combo in itertools.product(*[v for _, v in machine_axes])
-    ]
-    workload_variants = [
-        (dict(zip([p for p, _ in workload_axes], combo, strict=True)))
-        for combo in itertools.product(*[v for _, v in workload_axes])
-    ]
-    machines = [(o, _variant(machine_file, MachineConfig, o)) for o in machine_variants]
-    workloads = [(o, _variant(workload_file, WorkloadConfig, o)) for o in workload_variants]
-    points = []
-    for (m_over, machine), (w_over, workload) in itertools.product(machines, workloads):
-        points.append(DesignPoint(len(points), {**m_over, **w_over}, machine, workload))
-    return points
+    space = DesignSpace(machine_file, workload_file)
+    combos = itertools.product(*[range(length) for length in space.lengths])
+    return [space.point(i, combo) for i, combo in enumerate(combos)]
