@@ -264,10 +264,12 @@ def schema(which: str, out_file: Path | None) -> None:
 )
 @click.option(
     "--host-launch-us",
-    default=0.0,
-    show_default=True,
+    default=None,
     type=click.FloatRange(min=0.0),
-    help="Host time per eager kernel launch (us), for eager multi-kernel rows; 0: GPU time only.",
+    help=(
+        "Host time per eager kernel launch (us), for eager multi-kernel rows; default: the "
+        "hwconfig's host_launch; 0: GPU time only."
+    ),
 )
 def validate(
     measured: Path,
@@ -275,7 +277,7 @@ def validate(
     device_name: str | None,
     out_dir: Path,
     fmt: str,
-    host_launch_us: float,
+    host_launch_us: float | None,
 ) -> None:
     """Compare predicted with MEASURED kernel times (a measured CSV or a profiler trace)."""
     from archsim.config import load_machine
@@ -292,7 +294,8 @@ def validate(
 
     machine_file = load_machine(resolve(hw, HW_PACKAGE))
     device = select_device(Machine.from_config(machine_file.config), device_name)
-    result = validate(measured, device, host_launch_s=host_launch_us * 1e-6)
+    host_launch_s = None if host_launch_us is None else host_launch_us * 1e-6
+    result = validate(measured, device, host_launch_s=host_launch_s)
     files = write_validation_report(result, out_dir, _command_line())
     if fmt == "json":
         click.echo(dumps(validation_json(result)))

@@ -98,6 +98,48 @@ class GpuEfficiency(StrictModel):
             "the two products."
         ),
     )
+    attention_by_backend: dict[str, Fraction] = Field(
+        default_factory=dict,
+        description=(
+            "Overrides 'attention' per attention kernel library ('cudnn', 'flash', 'efficient'): "
+            "Hopper-native (wgmma) kernels reach about twice the share of Ampere-style ones."
+        ),
+    )
+    attention_block_fill: Annotated[float, Field(ge=0.0)] = Field(
+        default=0.0,
+        description=(
+            "Fixed work of one attention thread block (Q load, pipeline fill, output "
+            "normalization and store), in units of one key/value block iteration."
+        ),
+    )
+    kv_stream: Fraction | None = Field(
+        default=None,
+        description=(
+            "Share of HBM bandwidth when decode attention streams the KV cache (long contiguous "
+            "bulk loads); defaults to 'hbm'."
+        ),
+    )
+    sparse_tensor: Fraction = Field(
+        default=0.5,
+        description=(
+            "Sustained share of the 2:4 sparse tensor-core peak (twice the dense peak) in sparse "
+            "GEMM kernels (cuSPARSELt): metadata loads and operand selection cost issue slots."
+        ),
+    )
+    sparse_hbm: Fraction | None = Field(
+        default=None,
+        description=(
+            "Share of HBM bandwidth a 2:4 sparse GEMM reaches on its compressed operand and "
+            "metadata (tuned, searched algorithm); defaults to 'hbm'."
+        ),
+    )
+    sparse_hbm_default_algorithm: Fraction | None = Field(
+        default=None,
+        description=(
+            "As 'sparse_hbm' for the library's default sparse algorithm (no search, no split-K); "
+            "defaults to 'sparse_hbm'."
+        ),
+    )
 
 
 class GpuConfig(_DeviceBase):
@@ -123,6 +165,36 @@ class GpuConfig(_DeviceBase):
     )
     tile_shapes: list[TileShape] = Field(
         min_length=1, description="Output tiles the GEMM library picks from (e.g. cuBLAS nvjet)."
+    )
+    graph_kernel_gap_s: Seconds | None = Field(
+        default=None,
+        alias="graph_kernel_gap",
+        description=(
+            "GPU time between two kernels already queued back to back (CUDA graph replay, or a "
+            "host running ahead): replaces 'kernel_launch' for every kernel but the first. "
+            "Defaults to 'kernel_launch'."
+        ),
+    )
+    host_launch_s: Seconds = Field(
+        default=0.0,
+        alias="host_launch",
+        description="Host time to issue one eager kernel launch from the framework, e.g. '11 us'.",
+    )
+    host_sync_s: Seconds = Field(
+        default=0.0,
+        alias="host_sync",
+        description=(
+            "Host time of one device-to-host synchronization (a data-dependent shape such as "
+            "nonzero), on top of waiting for the GPU queue to drain."
+        ),
+    )
+    sparse_kernel_overhead_s: Seconds = Field(
+        default=0.0,
+        alias="sparse_kernel_overhead",
+        description=(
+            "Extra fixed GPU time of a 2:4 sparse GEMM call over a dense one (descriptor and "
+            "metadata setup of the sparse library's kernel)."
+        ),
     )
     efficiency: GpuEfficiency = Field(description="Calibrated shares of the peaks.")
     die_area_mm2: SquareMM = Field(alias="die_area", description="Die area.")

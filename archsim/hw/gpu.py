@@ -33,7 +33,8 @@ from dataclasses import dataclass
 from archsim.config.machine import GpuConfig, TileShape
 from archsim.energy.pricing import mac_prices_j, memory_prices_j
 from archsim.hw.base import Bound, OpCost, register_device
-from archsim.ir.ops import Attention, Gemm, MoeRouter, Op, gemm
+from archsim.hw.gpu_attention import decode_splits, prefill_compute_s
+from archsim.ir.ops import Attention, Gemm, GroupedGemm, MoeRouter, Op, gemm
 from archsim.ir.tensor import NM, DType
 
 # Op kinds that a GPU runs as one bandwidth-bound kernel (one pass over inputs and outputs).
@@ -48,10 +49,11 @@ _SPLIT_K_FACTORS = (1, 2, 3, 4, 6, 8, 12, 16)
 _MIN_K_PER_SPLIT = 256
 # Partial sums of split-K are kept in fp32.
 _PARTIAL_BYTES = 4.0
-# FlashAttention blocks a query sequence in chunks of this many rows per thread block.
-_ATTENTION_Q_BLOCK = 128
-# Flash-decoding splits the KV sequence into chunks of at least this many positions.
-_MIN_KV_PER_SPLIT = 256
+# Attention kernel libraries a mapping may name (efficiency.attention_by_backend keys).
+ATTENTION_BACKENDS = ("cudnn", "flash", "efficient")
+# Sparse GEMM algorithms: the library default (alg 0: one kernel configuration, no split-K) or
+# the best of a search over the library's kernels (cuSPARSELt's matmul search).
+SPARSE_ALGORITHMS = ("searched", "default")
 
 
 @dataclass(frozen=True)
@@ -72,16 +74,41 @@ class GpuMapping:
         Share of L2 (0..1) holding dirty lines of earlier kernels, for example after a kernel that
         wrote a large output, or after an L2 flush by memset. New data evicts them first, one HBM
         write-back per byte. Ignored when ``warm_l2`` is True.
+    attention_backend:
+        Attention kernel library (one of ``ATTENTION_BACKENDS``); ``None``: the config's
+        ``efficiency.attention``.
+    sparse_algorithm:
+        ``searched`` (the best kernel of the sparse library, split-K allowed) or ``default``.
+    queued:
+        True when the kernel was queued behind another one (CUDA graph replay, or a host that runs
+        ahead): its launch overlaps the previous kernel and only ``graph_kernel_gap`` remains.
+    kernel_only:
+        True to price the kernel's execution alone, as a profiler's kernel duration shows it (no
+        launch time).
     """
 
     tile: tuple[int, int] | None = None
     split_k: int | None = None
     warm_l2: bool = False
     dirty_l2_share: float = 0.0
+    attention_backend: str | None = None
+    sparse_algorithm: str = "searched"
+    queued: bool = False
+    kernel_only: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.dirty_l2_share <= 1.0:
             raise ValueError(f"dirty_l2_share must be in [0, 1], got {self.dirty_l2_share}")
+        if self.attention_backend is not None and self.attention_backend not in ATTENTION_BACKENDS:
+            raise ValueError(
+                f"attention_backend must be one of {ATTENTION_BACKENDS}, "
+                f"got {self.attention_backend!r}"
+            )
+        if self.sparse_algorithm not in SPARSE_ALGORITHMS:
+            raise ValueError(
+                f"sparse_algorithm must be one of {SPARSE_ALGORITHMS}, "
+                f"got {self.sparse_algorithm!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -164,6 +191,12 @@ def hbm_traffic(
     return hbm_read, max(write_bytes, write_backs), l2_hits
 
 
+def _is_two_four(op: Gemm) -> bool:
+    """Exactly one operand is 2:4 sparse: the GEMM runs on the sparse tensor cores."""
+    two_four = NM(2, 4)
+    return (op.a.sparsity == two_four) != (op.b.sparsity == two_four)
+
+
 def _sparse_tensor_core_speedup(op: Gemm) -> float:
     # Sparse tensor cores skip the zero half of a 2:4 operand: math time halves. Any other
     # sparsity (unstructured, block, other N:M) runs on dense tensor cores after decompression,
@@ -204,6 +237,16 @@ class GpuDevice:
         self._per_sm_bw = self._l2_bw / config.sm_count
         self._vector_flops = config.vector_flops_per_s * eff.vector
         self._fixed_s = config.kernel_launch_s + config.hbm.latency_s
+        gap = config.graph_kernel_gap_s
+        self._queued_fixed_s = (
+            config.kernel_launch_s if gap is None else gap
+        ) + config.hbm.latency_s
+        self._kv_stream_bw = config.hbm.bw_bytes_per_s * (eff.kv_stream or eff.hbm)
+        sparse_hbm = eff.sparse_hbm or eff.hbm
+        self._sparse_hbm_bw = {
+            "searched": config.hbm.bw_bytes_per_s * sparse_hbm,
+            "default": config.hbm.bw_bytes_per_s * (eff.sparse_hbm_default_algorithm or sparse_hbm),
+        }
         # per-instance cache: ops and mappings are frozen and hash structurally
         self._cost_cached = functools.lru_cache(maxsize=16384)(self._cost)
 
@@ -213,11 +256,21 @@ class GpuDevice:
     def clock_hz(self) -> float:
         return self.config.clock_hz
 
+    @property
+    def host_launch_s(self) -> float:
+        """Host time per eager kernel launch (from the config)."""
+        return self.config.host_launch_s
+
+    @property
+    def host_sync_s(self) -> float:
+        """Host time of one device-to-host synchronization (from the config)."""
+        return self.config.host_sync_s
+
     def supports(self, op: Op) -> bool:
         if op.kind == "collective":
             # no GPU-to-GPU link is modelled yet
             return False
-        if isinstance(op, Gemm | Attention | MoeRouter):
+        if isinstance(op, Gemm | GroupedGemm | Attention | MoeRouter):
             return op.dtype in self.config.tensor_flops_per_s
         return op.kind in _STREAMING_KINDS
 
@@ -276,6 +329,8 @@ class GpuDevice:
     def _cost(self, op: Op, mapping: GpuMapping) -> OpCost:
         if isinstance(op, Gemm):
             return self._gemm_cost(op, mapping)
+        if isinstance(op, GroupedGemm):
+            return self._grouped_gemm_cost(op, mapping)
         if isinstance(op, Attention):
             return self._attention_cost(op, mapping)
         if isinstance(op, MoeRouter):
@@ -293,13 +348,19 @@ class GpuDevice:
     def _op_peak_flops_per_s(self, op: Op) -> float:
         if isinstance(op, Gemm):
             return self.config.tensor_flops_per_s[op.dtype] * _sparse_tensor_core_speedup(op)
-        if isinstance(op, Attention | MoeRouter):
+        if isinstance(op, GroupedGemm | Attention | MoeRouter):
             return self.config.tensor_flops_per_s[op.dtype]
         return self.config.vector_flops_per_s
 
     def _tensor_efficiency(self, dtype: DType) -> float:
         eff = self.config.efficiency
         return eff.tensor_by_dtype.get(dtype, eff.tensor)
+
+    def _fixed(self, mapping: GpuMapping) -> float:
+        """Fixed time of one kernel: launch (or the queued gap) plus the first load's latency."""
+        if mapping.kernel_only:
+            return self.config.hbm.latency_s
+        return self._queued_fixed_s if mapping.queued else self._fixed_s
 
     # ---- GEMM -----------------------------------------------------------------------------
 
@@ -313,21 +374,25 @@ class GpuDevice:
             ]
         if mapping.split_k is not None:
             splits: tuple[int, ...] = (mapping.split_k,)
+        elif _is_two_four(op) and mapping.sparse_algorithm == "default":
+            # the sparse library's default algorithm is one configuration without split-K
+            splits = (1,)
         else:
             splits = tuple(s for s in _SPLIT_K_FACTORS if s == 1 or op.k / s >= _MIN_K_PER_SPLIT)
         best: GemmPlan | None = None
         for tile in tiles:
             for split in splits:
-                plan = self._gemm_plan(op, tile, split, mapping.warm_l2, mapping.dirty_l2_share)
+                plan = self._gemm_plan(op, tile, split, mapping)
                 if best is None or plan.body_s < best.body_s:
                     best = plan
         assert best is not None  # tile_shapes has at least one entry
         return best
 
-    def _gemm_plan(
-        self, op: Gemm, tile: TileShape, split: int, warm_l2: bool, dirty_l2_share: float
-    ) -> GemmPlan:
+    def _gemm_plan(self, op: Gemm, tile: TileShape, split: int, mapping: GpuMapping) -> GemmPlan:
         cfg = self.config
+        warm_l2, dirty_l2_share = mapping.warm_l2, mapping.dirty_l2_share
+        sparse = _is_two_four(op)
+        tensor_eff = cfg.efficiency.sparse_tensor if sparse else self._tensor_efficiency(op.dtype)
         sms = cfg.sm_count
         out_tiles = tile_count(op.m, op.n, op.batch, tile.m, tile.n)
         blocks = out_tiles * split
@@ -337,7 +402,7 @@ class GpuDevice:
         sm_flops = (
             cfg.tensor_flops_per_s[op.dtype]
             * _sparse_tensor_core_speedup(op)
-            * self._tensor_efficiency(op.dtype)
+            * tensor_eff
             * tile.efficiency
             / sms
         )
@@ -358,7 +423,9 @@ class GpuDevice:
             dirty_l2_share=dirty_l2_share,
         )
         active_sms = min(blocks, sms)
-        hbm_bw = min(self._hbm_bw, active_sms * self._per_sm_bw)
+        # a 2:4 kernel gathers values and 2-bit metadata: its own bandwidth share
+        device_bw = self._sparse_hbm_bw[mapping.sparse_algorithm] if sparse else self._hbm_bw
+        hbm_bw = min(device_bw, active_sms * self._per_sm_bw)
         l2_bw = min(self._l2_bw, active_sms * self._per_sm_bw)
         memory_s = streaming_time_s(hbm_read + hbm_write, from_l2, hbm_bw, l2_bw)
 
@@ -390,8 +457,11 @@ class GpuDevice:
 
     def _gemm_cost(self, op: Gemm, mapping: GpuMapping) -> OpCost:
         plan = self.plan_gemm(op, mapping)
-        latency_s = self._fixed_s + plan.body_s
-        bound = _bound(plan.compute_s, plan.memory_s + plan.reduction_s, self._fixed_s)
+        fixed_s = self._fixed(mapping)
+        if _is_two_four(op):
+            fixed_s += self.config.sparse_kernel_overhead_s
+        latency_s = fixed_s + plan.body_s
+        bound = _bound(plan.compute_s, plan.memory_s + plan.reduction_s, fixed_s)
         macs = op.flops() / 2.0 / _sparse_tensor_core_speedup(op)
         l2_written = op.out.stored_bytes
         if plan.split_k > 1:
@@ -420,42 +490,59 @@ class GpuDevice:
 
     def _attention_cost(self, op: Attention, mapping: GpuMapping) -> OpCost:
         cfg = self.config
+        eff = cfg.efficiency
         sms = cfg.sm_count
         peak = cfg.tensor_flops_per_s[op.dtype]
         kv_bytes = op.k.stored_bytes + op.v.stored_bytes
         q_out_bytes = op.q.stored_bytes + op.out.stored_bytes
+        backend = mapping.attention_backend
+        attention_eff = (
+            eff.attention_by_backend.get(backend, eff.attention) if backend else (eff.attention)
+        )
+        fixed_s = self._fixed(mapping)
+        stream_bw = self._hbm_bw
         if op.phase == "prefill":
-            # FlashAttention: one block per (batch, query head, 128-query chunk), K/V streamed
-            # through shared memory, so HBM sees Q, K, V and O once each
-            blocks = op.batch * op.heads_q * -(-op.q_len // _ATTENTION_Q_BLOCK)
+            # FlashAttention: one block per (batch, query head, query tile), K/V streamed through
+            # shared memory (HBM sees Q, K, V and O once); causal tiles above the diagonal skipped
+            blocks = op.batch * op.heads_q * -(-op.q_len // 128)
             splits = 1
-            quantization = wave_count(blocks, sms) / (blocks / sms)
-            compute_s = op.flops() / (peak * cfg.efficiency.attention) * quantization
+            compute_s = prefill_compute_s(
+                batch_heads=op.batch * op.heads_q,
+                q_len=op.q_len,
+                kv_len=op.kv_len,
+                head_dim=op.head_dim,
+                causal=op.causal,
+                sm_count=sms,
+                sm_flops_per_s=peak * attention_eff / sms,
+                block_fill_iterations=eff.attention_block_fill,
+            )
             partial_bytes = 0.0
         else:
             # flash-decoding: split the KV sequence so that every SM streams part of the cache;
             # each (batch, KV head) block serves its whole group of query heads (GQA)
-            groups = op.batch * op.heads_kv
-            max_splits = max(1, op.kv_len // _MIN_KV_PER_SPLIT)
-            splits = min(max_splits, max(1, -(-sms // groups)))
-            blocks = groups * splits
-            compute_s = op.flops() / (peak * cfg.efficiency.attention)
-            # each split writes fp32 partial outputs plus its max and sum, then they are merged
+            splits = decode_splits(op.batch, op.heads_kv, op.kv_len, sms)
+            blocks = op.batch * op.heads_kv * splits
+            compute_s = op.flops() / (peak * attention_eff)
+            stream_bw = self._kv_stream_bw
+            # each split writes fp32 partial outputs plus its max and sum; a second kernel merges
+            # them (cuDNN lean_reduction, FlashAttention's split-KV combine), queued right behind
             partial_bytes = (
                 2.0 * splits * op.batch * op.heads_q * (op.head_dim + 2) * _PARTIAL_BYTES
                 if splits > 1
                 else 0.0
             )
+            if splits > 1:
+                fixed_s += self._queued_fixed_s
         active_sms = min(blocks, sms)
-        hbm_bw = min(self._hbm_bw, active_sms * self._per_sm_bw)
+        hbm_bw = min(stream_bw, active_sms * self._per_sm_bw)
         hbm_read, hbm_write, from_l2 = self._hbm_traffic(op, mapping)
         memory_s = streaming_time_s(hbm_read + hbm_write, from_l2, hbm_bw, self._l2_bw)
         reduction_s = partial_bytes / self._l2_bw
-        latency_s = self._fixed_s + max(compute_s, memory_s) + reduction_s
+        latency_s = fixed_s + max(compute_s, memory_s) + reduction_s
         return OpCost(
             latency_s=latency_s,
             cycles=latency_s * self.clock_hz,
-            bound=_bound(compute_s, memory_s + reduction_s, self._fixed_s),
+            bound=_bound(compute_s, memory_s + reduction_s, fixed_s),
             utilization=self._utilization(op, latency_s),
             bytes_by_level={
                 "hbm": hbm_read + hbm_write,
@@ -471,6 +558,56 @@ class GpuDevice:
                 "write.l2": op.bytes_written() + partial_bytes / 2.0,
             },
             notes=f"{op.phase}, {blocks} blocks, {blocks / sms:.2f} waves, split-kv {splits}",
+        )
+
+    # ---- grouped GEMM (MoE experts in one kernel) ------------------------------------------
+
+    def _grouped_gemm_cost(self, op: GroupedGemm, mapping: GpuMapping) -> OpCost:
+        """One kernel over all groups: tiles summed over groups, run in waves over the SMs.
+
+        Each group's rows are tiled separately (a group of 3 rows still fills one tile), so
+        the tile count is ``sum_g ceil(rows_g / tile_m) * ceil(n / tile_n)``. The weights of
+        every active group are read once from HBM.
+        """
+        cfg = self.config
+        sms = cfg.sm_count
+        sm_flops = cfg.tensor_flops_per_s[op.dtype] * self._tensor_efficiency(op.dtype) / sms
+        hbm_read, hbm_write, from_l2 = self._hbm_traffic(op, mapping)
+        best: tuple[float, float, float, TileShape, int] | None = None
+        for tile in cfg.tile_shapes:
+            tiles = sum(
+                -(-rows // tile.m) * -(-op.n // tile.n) for rows in op.group_rows if rows > 0
+            )
+            compute_s = (
+                wave_count(tiles, sms) * 2.0 * tile.m * tile.n * op.k / (sm_flops * tile.efficiency)
+            )
+            bw = min(self._hbm_bw, min(tiles, sms) * self._per_sm_bw)
+            memory_s = streaming_time_s(hbm_read + hbm_write, from_l2, bw, self._l2_bw)
+            body_s = max(compute_s, memory_s)
+            if best is None or body_s < best[0]:
+                best = (body_s, compute_s, memory_s, tile, tiles)
+        assert best is not None
+        body_s, compute_s, memory_s, tile, tiles = best
+        fixed_s = self._fixed(mapping)
+        latency_s = fixed_s + body_s
+        return OpCost(
+            latency_s=latency_s,
+            cycles=latency_s * self.clock_hz,
+            bound=_bound(compute_s, memory_s, fixed_s),
+            utilization=self._utilization(op, latency_s),
+            bytes_by_level={"hbm": hbm_read + hbm_write, "l2": op.bytes()},
+            actions={
+                f"mac.{op.dtype.value}": op.flops() / 2.0,
+                "vector_op": float(sum(op.group_rows) * op.n),
+                "read.hbm": hbm_read,
+                "write.hbm": hbm_write,
+                "read.l2": op.bytes_read(),
+                "write.l2": op.bytes_written(),
+            },
+            notes=(
+                f"grouped: {op.active_groups} groups, tile {tile.m}x{tile.n}, {tiles} tiles, "
+                f"{tiles / sms:.2f} waves"
+            ),
         )
 
     # ---- MoE router and streaming ops -----------------------------------------------------
@@ -508,11 +645,12 @@ class GpuDevice:
         hbm_read, hbm_write, from_l2 = self._hbm_traffic(op, mapping)
         memory_s = streaming_time_s(hbm_read + hbm_write, from_l2, self._hbm_bw, self._l2_bw)
         compute_s = op.flops() / self._vector_flops
-        latency_s = self._fixed_s + max(memory_s, compute_s)
+        fixed_s = self._fixed(mapping)
+        latency_s = fixed_s + max(memory_s, compute_s)
         return OpCost(
             latency_s=latency_s,
             cycles=latency_s * self.clock_hz,
-            bound=_bound(compute_s, memory_s, self._fixed_s),
+            bound=_bound(compute_s, memory_s, fixed_s),
             utilization=self._utilization(op, latency_s),
             bytes_by_level={"hbm": hbm_read + hbm_write, "l2": op.bytes()},
             actions={

@@ -156,6 +156,64 @@ def _accumulate_out(dtype: DType) -> DType:
 
 
 @dataclass(frozen=True)
+class GroupedGemm(Op):
+    """One kernel running a GEMM per group (MoE experts): ``out[rows of g] = x[rows of g] @ w[g]``.
+
+    ``x`` holds the rows of all groups sorted by group (``group_rows[g]`` rows each), ``w`` the
+    ``[groups, k, n]`` weights. Only the weights of groups with at least one row are read.
+    """
+
+    x: Tensor
+    w: Tensor
+    out: Tensor
+    group_rows: tuple[int, ...]
+    n: int
+    k: int
+    kind: ClassVar[str] = "grouped_gemm"
+
+    def __post_init__(self) -> None:
+        rows = sum(self.group_rows)
+        if min(self.n, self.k) < 1 or rows < 1 or min(self.group_rows) < 0:
+            raise ValueError(f"grouped gemm '{self.name}' needs positive sizes")
+        if self.x.numel != rows * self.k or self.w.numel != len(self.group_rows) * self.k * self.n:
+            raise ValueError(f"grouped gemm '{self.name}': operands do not match the groups")
+
+    @property
+    def active_groups(self) -> int:
+        return sum(1 for r in self.group_rows if r > 0)
+
+    def inputs(self) -> tuple[Tensor, ...]:
+        return (self.x, self.w)
+
+    def outputs(self) -> tuple[Tensor, ...]:
+        return (self.out,)
+
+    def flops(self) -> float:
+        return 2.0 * sum(self.group_rows) * self.n * self.k
+
+    def bytes_read(self) -> float:
+        # idle groups' weights are never loaded
+        share = self.active_groups / len(self.group_rows)
+        return self.x.stored_bytes + self.w.stored_bytes * share
+
+
+def grouped_gemm(
+    name: str, group_rows: tuple[int, ...], n: int, k: int, dtype: DType = DType.BF16
+) -> GroupedGemm:
+    """Build a grouped GEMM over ``len(group_rows)`` weight matrices ``[k, n]``."""
+    rows = sum(group_rows)
+    return GroupedGemm(
+        name=name,
+        x=Tensor(f"{name}.x", (rows, k), dtype),
+        w=Tensor(f"{name}.w", (len(group_rows), k, n), dtype, is_weight=True),
+        out=Tensor(f"{name}.out", (rows, n), _accumulate_out(dtype)),
+        group_rows=tuple(group_rows),
+        n=n,
+        k=k,
+    )
+
+
+@dataclass(frozen=True)
 class Attention(Op):
     """Scaled dot-product attention, fused (FlashAttention style): QK^T, softmax, PV.
 

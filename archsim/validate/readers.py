@@ -7,7 +7,8 @@ Families
 --------
 ``gemm`` (dense, M >= 64), ``gemm_skinny`` (dense, M < 64), ``sparse24`` (2:4 weight, GPU time
 only), ``bmm`` (batched GEMV of attention decode), ``attention_prefill``, ``attention_decode``,
-``moe_grouped``, ``moe_naive`` and ``layer`` (one decoder layer).
+``moe_grouped``, ``moe_naive``, ``layer`` (one decoder layer replayed from a CUDA graph) and
+``layer_eager`` (the same layer called eagerly; host-bound, reported apart).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from archsim.errors import ArchsimError
-from archsim.ir.ops import Elementwise, Norm, Op, Softmax, attention, gemm
+from archsim.ir.ops import Elementwise, Norm, Op, Softmax, attention, gemm, grouped_gemm
 from archsim.ir.tensor import NM, DType, Tensor
 
 # Below this many rows a GEMM is "skinny": cuBLAS picks split-K / GEMV-like kernels that are
@@ -29,6 +30,24 @@ from archsim.ir.tensor import NM, DType, Tensor
 SKINNY_M = 64
 
 REQUIRED_COLUMNS = ("op", "impl", "dtype", "status", "median_us")
+
+# README "Method", L2 flush: a 256 MiB memset before each rep leaves the L2 holding dirty lines
+# that the timed kernel must write back first. The share was fitted with the GEMM efficiencies of
+# hwconfigs/h100.yaml (dense flushed rows); it describes the measurement, not the GPU.
+FLUSHED_DIRTY_L2_SHARE = 0.23
+# README "Method", queue pads: a spin kernel queued before each rep keeps the GPU busy this long
+# after the flush (about 300 us without a flush), so an eager multi-kernel op finds this many
+# microseconds of its host launches already done when its first kernel starts.
+QUEUE_PAD_FLUSHED_S = 100e-6
+QUEUE_PAD_WARM_S = 300e-6
+
+# SDPA backends of README section 5 ('default' dispatches to cuDNN in the measured build).
+_SDPA_BACKENDS = {
+    "default": "cudnn",
+    "cudnn_attention": "cudnn",
+    "flash_attention": "flash",
+    "efficient_attention": "efficient",
+}
 
 _DTYPES = {
     "bf16": DType.BF16,
@@ -57,12 +76,31 @@ class LoweredRow:
     eager_multi_kernel:
         True when the measurement is an eager call of several kernels, so host launch gaps between
         kernels are part of the measured time (README section "Queue pads").
+    l2_flushed:
+        True when the L2 was flushed before each rep (it holds the flush's dirty lines), False
+        when it was left warm, None when unknown (priced cold and clean).
+    graph:
+        True when the kernels replay from a CUDA graph: queued back to back, no host launches.
+    attention_backend:
+        Attention kernel library the row forced (``cudnn``, ``flash``, ``efficient``), or None.
+    sparse_algorithm:
+        ``searched`` or ``default`` for 2:4 sparse rows.
+    host_syncs:
+        Positions in ``ops`` after which the host waits for the GPU (data-dependent shapes).
+    queue_head_start_s:
+        Host launch time already spent when the first kernel starts (the queue pad), seconds.
     """
 
     index: int
     family: str
     ops: tuple[Op, ...]
     eager_multi_kernel: bool = False
+    l2_flushed: bool | None = None
+    graph: bool = False
+    attention_backend: str | None = None
+    sparse_algorithm: str = "searched"
+    host_syncs: tuple[int, ...] = ()
+    queue_head_start_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -146,7 +184,8 @@ def lower_row(index: int, row: pd.Series) -> LoweredRow | SkippedRow:
 def _lower_dense_gemm(index: int, row: pd.Series) -> LoweredRow:
     m, n, k = _int(row, "M"), _int(row, "N"), _int(row, "K")
     family = "gemm" if m >= SKINNY_M else "gemm_skinny"
-    return LoweredRow(index, family, (gemm(f"row{index}", m, n, k, _dtype(row)),))
+    op = gemm(f"row{index}", m, n, k, _dtype(row))
+    return LoweredRow(index, family, (op,), l2_flushed=_l2_flushed(row))
 
 
 def _lower_sparse24(index: int, row: pd.Series) -> LoweredRow | SkippedRow:
@@ -161,7 +200,11 @@ def _lower_sparse24(index: int, row: pd.Series) -> LoweredRow | SkippedRow:
         )
     m, n, k = _int(row, "M"), _int(row, "N"), _int(row, "K")
     op = gemm(f"row{index}", m, n, k, _dtype(row), b_sparsity=NM(2, 4))
-    return LoweredRow(index, "sparse24", (op,))
+    # F.linear on a cuSPARSELt tensor uses alg_id 0; _cslt_sparse_mm_searched the searched one
+    algorithm = "searched" if "searched" in str(row["op"]) else "default"
+    return LoweredRow(
+        index, "sparse24", (op,), l2_flushed=_l2_flushed(row), sparse_algorithm=algorithm
+    )
 
 
 def _lower_bmm(index: int, row: pd.Series) -> LoweredRow:
@@ -175,7 +218,7 @@ def _lower_bmm(index: int, row: pd.Series) -> LoweredRow:
         batch=_int(row, "B"),
         b_is_weight=False,
     )
-    return LoweredRow(index, "bmm", (op,))
+    return LoweredRow(index, "bmm", (op,), l2_flushed=_l2_flushed(row))
 
 
 def _lower_sdpa(index: int, row: pd.Series) -> LoweredRow:
@@ -197,7 +240,13 @@ def _lower_sdpa(index: int, row: pd.Series) -> LoweredRow:
         dtype=_dtype(row),
     )
     family = "attention_decode" if q_len == 1 else "attention_prefill"
-    return LoweredRow(index, family, (op,))
+    return LoweredRow(
+        index,
+        family,
+        (op,),
+        l2_flushed=_l2_flushed(row),
+        attention_backend=_SDPA_BACKENDS.get(str(row["impl"])),
+    )
 
 
 def _lower_moe(index: int, row: pd.Series) -> LoweredRow:
@@ -207,42 +256,69 @@ def _lower_moe(index: int, row: pd.Series) -> LoweredRow:
     counts = _expert_counts(row, experts, tokens * top_k)
     routed = tokens * top_k
     name = f"row{index}"
-    # The router softmax runs in fp32 in the measured code; it covers T x E values, negligible
-    # next to the experts, so it is priced in the activation dtype that every device supports.
+    # README section 6, routing: softmax(x @ W_r) in fp32 -> top-k -> renormalize. The softmax
+    # covers T x E values, negligible next to the experts, so it is priced in the activation dtype.
     ops: list[Op] = [
+        # output zeroed for index_add_ (a fill: one pass over the output)
+        _eltwise(f"{name}.out_zero", "copy", (tokens, d_model), dtype, 1),
         gemm(f"{name}.router", tokens, experts, d_model, dtype),
         Softmax(
             f"{name}.softmax",
             _act(f"{name}.logits", (tokens, experts), dtype),
             _act(f"{name}.probs", (tokens, experts), dtype),
         ),
+        _eltwise(f"{name}.topk", "copy", (tokens, experts), dtype, 1),
+        _eltwise(f"{name}.topk_sum", "add", (tokens, top_k), dtype, 1),
+        _eltwise(f"{name}.topk_div", "mul", (tokens, top_k), dtype, 2),
     ]
+    syncs: list[int] = []
     naive = str(row["impl"]) == "naive_loop"
-    if not naive:
-        # grouped path: one gather of all routed rows; the grouped GEMM is priced as its
-        # per-expert GEMMs (the same work; one kernel in reality)
-        ops.append(_eltwise(f"{name}.gather", "copy", (routed, d_model), dtype, 1))
-    for expert, count in enumerate(counts):
-        if count == 0:
-            continue
-        e = f"{name}.e{expert}"
-        if naive:
-            ops.append(_eltwise(f"{e}.gather", "copy", (count, d_model), dtype, 1))
+    if naive:
+        # one expert at a time: torch.where(topi == e) is a compare plus a nonzero whose output
+        # size the host must read back (a sync), then gather, SwiGLU expert, weight, index_add_
+        for expert, count in enumerate(counts):
+            e = f"{name}.e{expert}"
+            ops.append(_eltwise(f"{e}.eq", "copy", (tokens, top_k), dtype, 1))
+            ops.append(_eltwise(f"{e}.nonzero", "copy", (tokens, top_k), dtype, 1))
+            syncs.append(len(ops) - 1)
+            if count == 0:
+                continue
+            ops += [
+                _eltwise(f"{e}.gather", "copy", (count, d_model), dtype, 1),
+                gemm(f"{e}.w1", count, d_ff, d_model, dtype),
+                gemm(f"{e}.w3", count, d_ff, d_model, dtype),
+                *_swiglu(e, (count, d_ff), dtype),
+                gemm(f"{e}.w2", count, d_model, d_ff, dtype),
+                *_combine(e, (count, d_model), dtype),
+            ]
+    else:
+        # grouped path: argsort by expert, one gather, int32 offsets (count, cumsum, cast), then
+        # each projection is one grouped GEMM over all experts; no host sync
+        group_rows = tuple(counts)
         ops += [
-            gemm(f"{e}.w1", count, d_ff, d_model, dtype),
-            gemm(f"{e}.w3", count, d_ff, d_model, dtype),
+            _eltwise(f"{name}.argsort", "copy", (tokens, top_k), dtype, 1),
+            _eltwise(f"{name}.argsort_scan", "copy", (tokens, top_k), dtype, 1),
+            _eltwise(f"{name}.gather", "copy", (routed, d_model), dtype, 1),
+            _eltwise(f"{name}.bincount", "copy", (routed,), dtype, 1),
+            _eltwise(f"{name}.cumsum", "copy", (experts,), dtype, 1),
+            _eltwise(f"{name}.offs_int32", "copy", (experts,), dtype, 1),
+            grouped_gemm(f"{name}.w1", group_rows, d_ff, d_model, dtype),
+            grouped_gemm(f"{name}.w3", group_rows, d_ff, d_model, dtype),
+            *_swiglu(name, (routed, d_ff), dtype),
+            grouped_gemm(f"{name}.w2", group_rows, d_model, d_ff, dtype),
+            *_combine(name, (routed, d_model), dtype),
         ]
-        if naive:
-            ops += _swiglu(e, (count, d_ff), dtype)
-        ops.append(gemm(f"{e}.w2", count, d_model, d_ff, dtype))
-        if naive:
-            ops += _combine(e, (count, d_model), dtype)
-    if not naive:
-        # the grouped path runs the activation and the combine once over all routed rows
-        ops += _swiglu(name, (routed, d_ff), dtype)
-        ops += _combine(name, (routed, d_model), dtype)
     family = "moe_naive" if naive else "moe_grouped"
-    return LoweredRow(index, family, tuple(ops), eager_multi_kernel=True)
+    flushed = _l2_flushed(row)
+    return LoweredRow(
+        index,
+        family,
+        tuple(ops),
+        eager_multi_kernel=True,
+        l2_flushed=flushed,
+        host_syncs=tuple(syncs),
+        queue_head_start_s=QUEUE_PAD_WARM_S if flushed is False else QUEUE_PAD_FLUSHED_S,
+    )
 
 
 # Llama-style layer of README section 7: fused wqkv [6144, 4096] and w13 [28672, 4096]
@@ -292,8 +368,19 @@ def _lower_layer(index: int, row: pd.Series) -> LoweredRow:
         gemm(f"{name}.down", tokens, d_model, d_ff, dtype),
         _eltwise(f"{name}.residual2", "add", x, dtype, 2),
     ]
+    # README section 7: only the CUDA-graph rows are GPU time; eager rows add host time that the
+    # torch dispatcher spends per op (far above the 11 us of a bare launch), reported apart
     eager = str(row["impl"]) == "eager"
-    return LoweredRow(index, "layer", tuple(ops), eager_multi_kernel=eager)
+    flushed = _l2_flushed(row)
+    return LoweredRow(
+        index,
+        "layer_eager" if eager else "layer",
+        tuple(ops),
+        eager_multi_kernel=eager,
+        l2_flushed=flushed,
+        graph=not eager,
+        queue_head_start_s=QUEUE_PAD_WARM_S if flushed is False else QUEUE_PAD_FLUSHED_S,
+    )
 
 
 RowLowering = Callable[[int, pd.Series], LoweredRow | SkippedRow]
@@ -372,6 +459,13 @@ def _int(row: pd.Series, column: str) -> int:
     if number != int(number) or number < 1:
         raise Unlowerable(f"column '{column}' = {value} is not a positive integer")
     return int(number)
+
+
+def _l2_flushed(row: pd.Series) -> bool | None:
+    value = row.get("l2_flush")
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return _flag(value)
 
 
 def _flag(value: object) -> bool:

@@ -33,7 +33,7 @@ from archsim.validate.metrics import (
     worst_rows,
 )
 from archsim.validate.plot import scatter_plot
-from archsim.validate.predict import predict_ops
+from archsim.validate.predict import KernelContext, predict_ops, predict_row
 from archsim.validate.readers import read_measured_csv
 from archsim.validate.trace import ProfilerTrace, read_trace
 
@@ -117,7 +117,7 @@ def is_trace_file(path: Path) -> bool:
     return path.name.endswith((".json", ".json.gz"))
 
 
-def validate(path: Path, device: DeviceModel, *, host_launch_s: float = 0.0) -> Validation:
+def validate(path: Path, device: DeviceModel, *, host_launch_s: float | None = None) -> Validation:
     """Compare the measured file ``path`` with ``device``'s predictions.
 
     Parameters
@@ -128,14 +128,17 @@ def validate(path: Path, device: DeviceModel, *, host_launch_s: float = 0.0) -> 
         The device model to predict with.
     host_launch_s:
         Host time per eager kernel launch in seconds, applied to eager multi-kernel CSV rows
-        (see :func:`archsim.validate.predict.predict_ops`); 0 predicts GPU time only.
+        (see :func:`archsim.validate.predict.predict_ops`); None takes the device's own figure,
+        0 predicts GPU time only.
     """
     if is_trace_file(path):
         return validate_trace(read_trace(path), device)
     return validate_csv(path, device, host_launch_s=host_launch_s)
 
 
-def validate_csv(path: Path, device: DeviceModel, *, host_launch_s: float = 0.0) -> Validation:
+def validate_csv(
+    path: Path, device: DeviceModel, *, host_launch_s: float | None = None
+) -> Validation:
     """Predict every lowerable row of a measured CSV on ``device``."""
     table = read_measured_csv(path)
     rows = table.frame.copy()
@@ -148,12 +151,7 @@ def validate_csv(path: Path, device: DeviceModel, *, host_launch_s: float = 0.0)
         rows.at[skipped.index, "skip_reason"] = skipped.reason
     for lowered in table.lowered:
         rows.at[lowered.index, "family"] = lowered.family
-        prediction = predict_ops(
-            lowered.ops,
-            device,
-            eager_multi_kernel=lowered.eager_multi_kernel,
-            host_launch_s=host_launch_s,
-        )
+        prediction = predict_row(lowered, device, host_launch_s=host_launch_s)
         if prediction.latency_s is None:
             rows.at[lowered.index, "skip_reason"] = prediction.reason
         else:
@@ -200,7 +198,11 @@ def validate_trace(trace: ProfilerTrace, device: DeviceModel) -> Validation:
             for member in group.members:
                 rows.at[member, "skip_reason"] = group.reason
             continue
-        prediction = predict_ops(group.ops, device)
+        # profiler durations are kernel execution only; a layer's kernels run back to back, so
+        # a streaming kernel finds the activations the previous kernel wrote in L2
+        prediction = predict_ops(
+            group.ops, device, context=KernelContext(kernel_only=True, activations_in_l2=True)
+        )
         if prediction.latency_s is None:
             for member in group.members:
                 rows.at[member, "skip_reason"] = prediction.reason

@@ -196,10 +196,12 @@ def test_every_counted_action_is_priced(h100: GpuDevice) -> None:
         assert action_energy_j(h100.cost(op).actions, prices) > 0
 
 
-def test_two_four_sparse_weight_halves_math(h100: GpuDevice) -> None:
+def test_two_four_sparse_weight_speeds_up_large_math(h100: GpuDevice) -> None:
     dense = h100.cost(gemm("g", 8192, 8192, 8192))
     sparse = h100.cost(gemm("g", 8192, 8192, 8192, b_sparsity=NM(2, 4)))
-    assert 0.45 < sparse.latency_s / dense.latency_s < 0.6
+    # measured cuSPARSELt (searched) at M=8192: 0.61-0.78 of dense time, never the ideal 0.5
+    # (shared/data/gpu README section 3)
+    assert 0.55 < sparse.latency_s / dense.latency_s < 0.85
     # unstructured sparsity runs on dense tensor cores: same math, fewer bytes
     unstructured = h100.cost(gemm("g", 8192, 8192, 8192, b_sparsity=Unstructured(0.3)))
     assert unstructured.latency_s == pytest.approx(dense.latency_s, rel=0.02)
