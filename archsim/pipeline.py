@@ -38,7 +38,7 @@ def run_point(
     graph = graph if graph is not None else lower(workload_config)
     items, unit = work_items(workload_config)
     machine = Machine.from_config(machine_config)
-    mapper = get_mapper(mapper_name or machine_config.mapper)
+    mapper = get_mapper(mapper_name or workload_config.mapper or machine_config.mapper)
     schedule = mapper.map(graph, machine)
     if isinstance(schedule, Infeasible):
         return PointOutcome(None, schedule.reason, items, unit)

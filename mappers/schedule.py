@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from archsim.ir.ops import Op
+from archsim.mappers.memory_plan import MemoryPlan
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,10 @@ class Schedule:
     entries: tuple[ScheduledOp, ...]
     mapper: str
     stats: dict[str, float] = field(default_factory=dict)
+    memory_plan: MemoryPlan | None = None
+    """Scratchpad plan of memory-planning mappers (cosma, lru, belady): per-tensor address
+    ranges over the steps of ``entries``, evictions and reloads, off-chip traffic split into
+    compulsory and non-compulsory, and the solver's statistics; None for other mappers."""
 
     def __len__(self) -> int:
         return len(self.entries)

@@ -5,13 +5,16 @@ says what one run of it delivers (tokens, or one GEMM suite). Each generator is 
 registers itself with ``register_lowering``.
 """
 
-from archsim.workloads import gemm_suite, moe_layer, training, transformer
+from archsim.workloads import cnn, gemm_suite, layer_list, moe_layer, nas, training, transformer
 from archsim.workloads.registry import lower, register_lowering, registered_generators, work_items
 
 __all__ = [
+    "cnn",
     "gemm_suite",
+    "layer_list",
     "lower",
     "moe_layer",
+    "nas",
     "register_lowering",
     "registered_generators",
     "training",

@@ -127,6 +127,92 @@ class MoeLayerSpec(StrictModel):
         return self
 
 
+class CnnSpec(StrictModel):
+    """A convolutional network from a preset (ResNet-50, MobileNetV2), one inference pass."""
+
+    generator: Literal["cnn"] = "cnn"
+    model: Literal["resnet50", "mobilenet_v2"] = Field(description="Network preset.")
+    batch: PositiveInt = Field(default=1, description="Images per inference.")
+    image_size: PositiveInt = Field(default=224, description="Input height and width, in pixels.")
+    dtype: DType = Field(default=DType.INT8, description="Weights and activations.")
+
+
+class NasCellSpec(StrictModel):
+    """A stack of NASNet-A-like normal cells: many parallel branches between two cell inputs."""
+
+    generator: Literal["nas_cell"] = "nas_cell"
+    cells: PositiveInt = Field(default=2, description="Normal cells stacked.")
+    channels: PositiveInt = Field(default=64, description="Channels of every branch.")
+    image_size: PositiveInt = Field(
+        default=28, description="Feature-map height and width, in pixels."
+    )
+    batch: PositiveInt = Field(default=1, description="Images per inference.")
+    dtype: DType = Field(default=DType.INT8, description="Weights and activations.")
+
+
+class _LayerBase(StrictModel):
+    name: str = Field(description="Layer name, unique in the list; later layers refer to it.")
+    inputs: list[str] = Field(
+        default_factory=list,
+        description="Layers (or 'input') this layer reads; default: the layer before it.",
+    )
+
+
+class ConvLayer(_LayerBase):
+    op: Literal["conv2d"] = Field(description="2-D convolution.")
+    out_channels: PositiveInt = Field(description="Output channels.")
+    kernel: PositiveInt = Field(description="Kernel height and width.")
+    stride: PositiveInt = Field(default=1, description="Stride in both directions.")
+    padding: Annotated[int, Field(ge=0)] | None = Field(
+        default=None,
+        description="Symmetric zero padding, in pixels (default: kernel // 2, 'same' at stride 1).",
+    )
+    groups: PositiveInt = Field(default=1, description="Channel groups (depthwise: = channels).")
+
+
+class LinearLayer(_LayerBase):
+    op: Literal["linear"] = Field(description="Fully connected layer over the flattened input.")
+    out_features: PositiveInt = Field(description="Output features.")
+
+
+class PoolLayer(_LayerBase):
+    op: Literal["pool"] = Field(description="Max or average pooling.")
+    function: Literal["max", "avg"] = Field(default="max", description="Pooling function.")
+    kernel: PositiveInt | None = Field(
+        default=None, description="Window height and width (default: global pooling)."
+    )
+    stride: PositiveInt | None = Field(default=None, description="Stride (default: the kernel).")
+
+
+class AddLayer(_LayerBase):
+    op: Literal["add"] = Field(description="Elementwise sum of inputs of equal shape.")
+
+
+class ConcatLayer(_LayerBase):
+    op: Literal["concat"] = Field(description="Channel concatenation of inputs of equal size.")
+
+
+LayerSpec = Annotated[
+    ConvLayer | LinearLayer | PoolLayer | AddLayer | ConcatLayer, Field(discriminator="op")
+]
+
+
+class ImageInput(StrictModel):
+    channels: PositiveInt = Field(description="Input channels.")
+    height: PositiveInt = Field(description="Input height, in pixels.")
+    width: PositiveInt = Field(description="Input width, in pixels.")
+
+
+class LayerListSpec(StrictModel):
+    """A user's own network as a list of layers; shapes follow from the input."""
+
+    generator: Literal["layer_list"] = "layer_list"
+    input: ImageInput = Field(description="Shape of one input image.")
+    batch: PositiveInt = Field(default=1, description="Images per inference.")
+    dtype: DType = Field(default=DType.INT8, description="Weights and activations.")
+    layers: list[LayerSpec] = Field(min_length=1, description="Layers in a topological order.")
+
+
 class TrainingSpec(StrictModel):
     """One training step of a stack of linear layers (forward, input- and weight-gradient GEMMs).
 
@@ -156,7 +242,14 @@ class TrainingSpec(StrictModel):
 
 
 GeneratorSpec = Annotated[
-    GemmSuiteSpec | TransformerSpec | MoeLayerSpec | TrainingSpec, Field(discriminator="generator")
+    GemmSuiteSpec
+    | TransformerSpec
+    | MoeLayerSpec
+    | TrainingSpec
+    | CnnSpec
+    | NasCellSpec
+    | LayerListSpec,
+    Field(discriminator="generator"),
 ]
 
 
@@ -167,6 +260,10 @@ class WorkloadConfig(StrictModel):
     name: str = Field(description="Short name of the workload.")
     description: str = Field(default="", description="One line shown by 'archsim list'.")
     workload: GeneratorSpec = Field(description="The generator and its parameters.")
+    mapper: str | None = Field(
+        default=None,
+        description="Mapper for this workload (e.g. cosma, lru); the CLI's --mapper overrides it.",
+    )
     sweep: dict[str, list[object]] | None = Field(
         default=None, description="Workload parameters to sweep: dotted path -> list of values."
     )

@@ -29,6 +29,7 @@ from archsim.hw.tiling import GemmTiling, power_of_two_candidates, scratchpad_fo
 from archsim.ir.ops import (
     Attention,
     Collective,
+    Conv2d,
     Elementwise,
     Embedding,
     Gemm,
@@ -37,6 +38,7 @@ from archsim.ir.ops import (
     MoeRouter,
     Norm,
     Op,
+    Pool2d,
     Softmax,
 )
 from archsim.ir.tensor import DType, Tensor
@@ -54,7 +56,7 @@ MAX_VECTOR_CHUNKS = 4096
 REPLAYED_CANDIDATES = 6
 
 # ops streamed through the vector unit; an embedding lookup is a DMA gather with no arithmetic
-_VECTOR_OPS = (Elementwise, Norm, Softmax, MoeRouter, MoeDispatch, MoeCombine, Embedding)
+_VECTOR_OPS = (Elementwise, Norm, Softmax, MoeRouter, MoeDispatch, MoeCombine, Embedding, Pool2d)
 
 
 @dataclass(frozen=True)
@@ -149,7 +151,7 @@ class NpuDevice:
     def supports(self, op: Op) -> bool:
         if isinstance(op, Collective):
             return False  # a single NPU has no collective engine; the interconnect model owns it
-        if isinstance(op, Gemm | Attention):
+        if isinstance(op, Gemm | Attention | Conv2d):
             return op.dtype in self.config.macs_per_pe_per_cycle
         return isinstance(op, _VECTOR_OPS)
 
@@ -228,6 +230,9 @@ class NpuDevice:
             )
         if isinstance(op, Gemm):
             return self._gemm_cost(op, mapping)
+        if isinstance(op, Conv2d):
+            # costed as its im2col GEMM (see Conv2d.as_gemm for the extra input traffic)
+            return self._gemm_cost(op.as_gemm(), mapping)
         if mapping is not None:
             raise ArchsimError(f"{self.name}: a GemmTiling applies to gemm ops, not {op.kind}")
         if isinstance(op, Attention):

@@ -564,3 +564,121 @@ class Collective(Op):
         if self.function == "allgather":
             return size * (p - 1)
         return size * (p - 1) / p
+
+
+@dataclass(frozen=True)
+class Conv2d(Op):
+    """2-D convolution over NCHW activations: ``out[b, co, y, x] = sum w[co, ci, ky, kx] * in``.
+
+    ``groups`` splits the channels into independent convolutions (``groups == in_channels ==
+    out_channels`` is a depthwise convolution). The weight has shape
+    ``(out_channels, in_channels // groups, kernel_h, kernel_w)``. Padding is symmetric.
+    """
+
+    x: Tensor
+    w: Tensor
+    out: Tensor
+    batch: int
+    in_channels: int
+    out_channels: int
+    in_h: int
+    in_w: int
+    kernel_h: int
+    kernel_w: int
+    stride: int = 1
+    padding: int = 0
+    groups: int = 1
+    kind: ClassVar[str] = "conv2d"
+
+    def __post_init__(self) -> None:
+        if self.in_channels % self.groups or self.out_channels % self.groups:
+            raise ValueError(
+                f"conv2d '{self.name}': channels {self.in_channels}->{self.out_channels} are not "
+                f"multiples of groups {self.groups}"
+            )
+        if self.out_h < 1 or self.out_w < 1:
+            raise ValueError(f"conv2d '{self.name}': kernel larger than the padded input")
+        expected = (self.batch, self.out_channels, self.out_h, self.out_w)
+        if self.out.shape != expected:
+            raise ValueError(f"conv2d '{self.name}': output {self.out.shape} is not {expected}")
+
+    @property
+    def out_h(self) -> int:
+        return (self.in_h + 2 * self.padding - self.kernel_h) // self.stride + 1
+
+    @property
+    def out_w(self) -> int:
+        return (self.in_w + 2 * self.padding - self.kernel_w) // self.stride + 1
+
+    def inputs(self) -> tuple[Tensor, ...]:
+        return (self.x, self.w)
+
+    def outputs(self) -> tuple[Tensor, ...]:
+        return (self.out,)
+
+    def gemm_dims(self) -> tuple[int, int, int, int]:
+        """``(groups, m, n, k)`` of the im2col GEMM: per group ``m = batch * out_h * out_w``
+        output pixels, ``n = out_channels / groups`` filters, ``k = in_channels / groups *
+        kernel_h * kernel_w`` taps."""
+        m = self.batch * self.out_h * self.out_w
+        n = self.out_channels // self.groups
+        k = self.in_channels // self.groups * self.kernel_h * self.kernel_w
+        return self.groups, m, n, k
+
+    def flops(self) -> float:
+        groups, m, n, k = self.gemm_dims()
+        return 2.0 * groups * m * n * k
+
+    def effective_flops(self) -> float:
+        return self.flops() * self.x.sparsity.density * self.w.sparsity.density
+
+    def as_gemm(self) -> Gemm:
+        """The im2col GEMM with the same arithmetic: the input unrolled into ``m x k`` patches.
+
+        Its ``a`` operand replicates each input pixel up to ``kernel_h * kernel_w`` times, so it
+        moves more bytes than the convolution's compulsory traffic unless the device forms the
+        patches on chip. Grouped convolutions become a batch of ``groups`` GEMMs with one weight
+        each (``b`` is then not a weight shared across the batch).
+        """
+        groups, m, n, k = self.gemm_dims()
+        return gemm(
+            self.name,
+            m,
+            n,
+            k,
+            self.dtype,
+            batch=groups,
+            b_is_weight=groups == 1,
+            a_sparsity=self.x.sparsity,
+            b_sparsity=self.w.sparsity,
+            out_dtype=self.out.dtype,
+            a_name=f"{self.x.name}.im2col",
+            b_name=self.w.name,
+            out_name=self.out.name,
+        )
+
+
+@dataclass(frozen=True)
+class Pool2d(Op):
+    """Max or average pooling over NCHW windows (``kernel`` = whole input: global pooling)."""
+
+    function: str  # "max" | "avg"
+    x: Tensor
+    out: Tensor
+    kernel: int
+    stride: int
+    kind: ClassVar[str] = "pool2d"
+
+    def __post_init__(self) -> None:
+        if self.function not in ("max", "avg"):
+            raise ValueError(f"pool2d '{self.name}': function must be max or avg")
+
+    def inputs(self) -> tuple[Tensor, ...]:
+        return (self.x,)
+
+    def outputs(self) -> tuple[Tensor, ...]:
+        return (self.out,)
+
+    def flops(self) -> float:
+        # one compare or add per window element of each output
+        return float(self.out.numel * self.kernel * self.kernel)

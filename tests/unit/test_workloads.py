@@ -310,7 +310,7 @@ def test_every_shipped_workload_loads_and_lowers(path):
     assert len(graph) > 0 and graph.flops() > 0
     assert nx.is_directed_acyclic_graph(graph.nx_graph)
     count, unit = work_items(loaded.config)
-    assert count > 0 and unit in {"tokens", "suite", "step"}
+    assert count > 0 and unit in {"tokens", "suite", "step", "images"}
 
 
 def test_idle_experts_still_count_toward_parameters_and_capacity():

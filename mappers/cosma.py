@@ -1,0 +1,504 @@
+"""COSMA-style MILP: op order, scratchpad addresses and tensor replacement chosen together.
+
+Formulation (after Li et al., "COSMA", 2023, Section 4; written here from the problem statement in
+:mod:`archsim.mappers.memory_plan`), over a window of ``n`` ops and local steps ``t = 0..n-1``:
+
+* ``x[v, t]``: op ``v`` runs at step ``t``; one op per step, each op once, and an op only within
+  its ASAP..ALAP range of the window's dependency graph (which prunes most variables);
+  dependencies as ``sum_t t x[u, t] + 1 <= sum_t t x[v, t]``.
+* ``r[i, t]``: tensor ``i`` resident during step ``t``; forced by every op that uses it
+  (``r[i, t] >= x[v, t]``); an intermediate not before its producer ran.
+* ``l[i, t] >= r[i, t] - r[i, t-1] - x[producer(i), t]``: a residency that begins other than by
+  being produced is a load from off-chip memory.
+* ``s[i] >= l[i, t]``: an intermediate reloaded anywhere was spilled once (graph outputs are
+  stored anyway); one that leaves the window evicted while needed later is spilled as well.
+* ``sum_i size_i r[i, t] <= capacity``.
+* ``a[i]``: the tensor's offset (one per tensor per window); for every pair of tensors that can
+  be resident at the same step, ``y[i, j] >= r[i, t] + r[j, t] - 1`` and a big-M disjunction on
+  ``o[i, j]`` puts one range below the other whenever ``y[i, j] = 1``.
+
+Objective: bytes loaded plus bytes spilled; the first load of a weight or input is a constant of
+it. The solver gets the heuristic plan as warm start, a time limit and a relative gap. Graphs
+with more ops than ``max_ilp_ops`` are cut into windows of at most that many ops at the cut
+points crossed by the fewest live bytes; each window is one MILP that inherits the previous
+window's residents (with their addresses) and hands on its own (divide and conquer).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import pulp
+
+from archsim.mappers.heuristics import best_heuristic_plan
+from archsim.mappers.memory_plan import (
+    ALIGN_BYTES,
+    Allocation,
+    MemoryPlan,
+    MemoryProblem,
+    SolverStats,
+    make_plan,
+)
+
+logger = logging.getLogger(__name__)
+
+# Offsets are continuous in the MILP (in lines of ALIGN_BYTES); rounding them can leave two
+# neighbours a line apart or overlapping by one, which `_legalize` repairs.
+_PAD_LINES = 0
+
+
+def solver_name() -> str:
+    """``highs`` when highspy is importable, otherwise ``cbc`` (shipped with PuLP)."""
+    try:
+        import highspy  # noqa: F401
+    except ImportError:
+        return "cbc"
+    return "highs"
+
+
+def _solver(time_limit_s: float, gap_rel: float, warm: bool) -> pulp.LpSolver:
+    if solver_name() == "highs":
+        return pulp.HiGHS(msg=False, timeLimit=time_limit_s, gapRel=gap_rel, warmStart=warm)
+    return pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit_s, gapRel=gap_rel, warmStart=warm)
+
+
+@dataclass
+class _Carried:
+    """A tensor resident at a window boundary: its byte offset and the open interval's start."""
+
+    offset_bytes: int
+    start_step: int
+    loaded: bool
+
+
+@dataclass
+class _State:
+    """What one window hands to the next."""
+
+    resident: dict[str, _Carried] = field(default_factory=dict)
+    loaded_once: set[str] = field(default_factory=set)  # weights/inputs loaded at least once
+    spilled: set[str] = field(default_factory=set)  # intermediates already in off-chip memory
+
+
+@dataclass
+class _WindowResult:
+    order: list[str]
+    allocations: list[Allocation]
+    status: str
+    gap_rel: float
+    variables: int
+    constraints: int
+
+
+def _window_ranges(window: list[str], problem: MemoryProblem) -> dict[str, tuple[int, int]]:
+    """ASAP and ALAP step of each op within the window's own dependency graph."""
+    inside = set(window)
+    n = len(window)
+    asap: dict[str, int] = {}
+    for op in window:  # window is topologically ordered
+        preds = [p for p in problem.predecessors[op] if p in inside]
+        asap[op] = max((asap[p] + 1 for p in preds), default=0)
+    succs: dict[str, list[str]] = defaultdict(list)
+    for op in window:
+        for p in problem.predecessors[op]:
+            if p in inside:
+                succs[p].append(op)
+    to_end: dict[str, int] = {}
+    for op in reversed(window):
+        to_end[op] = max((to_end[s] + 1 for s in succs[op]), default=0)
+    return {op: (asap[op], n - 1 - to_end[op]) for op in window}
+
+
+def _solve_window(
+    problem: MemoryProblem,
+    window: list[str],
+    first_step: int,
+    later_ops: set[str],
+    state: _State,
+    warm: MemoryPlan | None,
+    time_limit_s: float,
+    gap_rel: float,
+) -> _WindowResult | str:
+    n = len(window)
+    line = ALIGN_BYTES
+    cap = problem.capacity_bytes // line
+    ranges = _window_ranges(window, problem)
+    step_ops: dict[int, list[str]] = defaultdict(list)
+    for op, (lo, hi) in ranges.items():
+        for t in range(lo, hi + 1):
+            step_ops[t].append(op)
+
+    # every tensor the window touches or inherits, with the local steps it may be resident in
+    touched: dict[str, list[str]] = defaultdict(list)
+    for op in window:
+        for name in problem.op_tensors[op]:
+            touched[name].append(op)
+    names = list(dict.fromkeys([*touched, *state.resident]))
+    span: dict[str, tuple[int, int]] = {}
+    live_out: set[str] = set()
+    for name in names:
+        t = problem.tensors[name]
+        if any(c in later_ops for c in t.consumers):
+            live_out.add(name)
+        users = touched.get(name, [])
+        produced_here = t.producer in ranges
+        start = ranges[t.producer][0] if produced_here else 0
+        if name not in state.resident and not produced_here:
+            start = min(ranges[u][0] for u in users)
+        end = n - 1 if name in live_out else max((ranges[u][1] for u in users), default=-1)
+        if end < start:  # inherited but dead: freed at the window's start
+            continue
+        span[name] = (start, end)
+
+    prob = pulp.LpProblem("cosma_window", pulp.LpMinimize)
+    x = {
+        (v, t): pulp.LpVariable(f"x_{i}_{t}", cat="Binary")
+        for i, v in enumerate(window)
+        for t in range(ranges[v][0], ranges[v][1] + 1)
+    }
+    index = {name: i for i, name in enumerate(span)}
+    r = {
+        (name, t): pulp.LpVariable(f"r_{index[name]}_{t}", cat="Binary")
+        for name, (lo, hi) in span.items()
+        for t in range(lo, hi + 1)
+    }
+    load = {
+        (name, t): pulp.LpVariable(f"l_{index[name]}_{t}", lowBound=0, upBound=1) for (name, t) in r
+    }
+    size = {name: problem.tensors[name].size_bytes // line for name in span}
+    # an inherited resident either stays where it is (kept = 1) or leaves at the boundary, to be
+    # reloaded elsewhere if the window needs it (a reload; it unblocks a fragmented layout)
+    kept = {
+        name: pulp.LpVariable(f"k_{index[name]}", cat="Binary")
+        for name in span
+        if name in state.resident
+    }
+    objective = []
+    spill: dict[str, pulp.LpVariable] = {}
+    for name in span:
+        t = problem.tensors[name]
+        objective += [size[name] * load[name, s] for s in range(span[name][0], span[name][1] + 1)]
+        if t.role == "intermediate" and not t.is_output and name not in state.spilled:
+            spill[name] = pulp.LpVariable(f"s_{index[name]}", lowBound=0, upBound=1)
+            objective.append(size[name] * spill[name])
+    prob += pulp.lpSum(objective)
+
+    time_of = {
+        v: pulp.lpSum(t * x[v, t] for t in range(ranges[v][0], ranges[v][1] + 1)) for v in window
+    }
+    for v in window:
+        prob += pulp.lpSum(x[v, t] for t in range(ranges[v][0], ranges[v][1] + 1)) == 1
+    for t in range(n):
+        prob += pulp.lpSum(x[v, t] for v in step_ops[t]) == 1
+    for v in window:
+        for p in problem.predecessors[v]:
+            if p in ranges:
+                prob += time_of[p] + 1 <= time_of[v]
+    for v in window:
+        for name in problem.op_tensors[v]:
+            for t in range(ranges[v][0], ranges[v][1] + 1):
+                prob += r[name, t] >= x[v, t]
+    for name, (lo, hi) in span.items():
+        t_info = problem.tensors[name]
+        producer = t_info.producer if t_info.producer in ranges else None
+        before = kept.get(name, 0)
+        for s in range(lo, hi + 1):
+            prev = r[name, s - 1] if s > lo else before
+            made = x[producer, s] if producer and (producer, s) in x else 0
+            prob += load[name, s] >= r[name, s] - prev - made
+            if producer:
+                prob += r[name, s] <= pulp.lpSum(
+                    x[producer, q]
+                    for q in range(ranges[producer][0], min(s, ranges[producer][1]) + 1)
+                )
+            if name in spill:
+                prob += spill[name] >= load[name, s]
+        if name in spill and name in live_out:
+            prob += spill[name] >= 1 - r[name, hi]
+    for t in range(n):
+        resident_terms = [size[name] * r[name, t] for name in span if (name, t) in r]
+        if resident_terms:
+            prob += pulp.lpSum(resident_terms) <= cap
+
+    # addresses: one offset per tensor in this window; inherited residents keep theirs
+    addr: dict[str, pulp.LpVariable | float] = {}
+    for name in span:
+        upper = cap - size[name] - _PAD_LINES
+        addr[name] = pulp.LpVariable(f"a_{index[name]}", lowBound=0, upBound=max(upper, 0))
+        if name in state.resident:
+            # an inherited resident keeps its offset while it stays; once evicted, a reload may
+            # put it anywhere
+            offset = state.resident[name].offset_bytes / line
+            prob += kept[name] <= r[name, 0]
+            prob += addr[name] - offset <= cap * (1 - kept[name])
+            prob += offset - addr[name] <= cap * (1 - kept[name])
+    listed = list(span)
+    pair_count = 0
+    for i, first in enumerate(listed):
+        lo_i, hi_i = span[first]
+        for second in listed[i + 1 :]:
+            lo_j, hi_j = span[second]
+            common = range(max(lo_i, lo_j), min(hi_i, hi_j) + 1)
+            if not common:
+                continue
+            pair_count += 1
+            y = pulp.LpVariable(f"y_{index[first]}_{index[second]}", lowBound=0, upBound=1)
+            below = pulp.LpVariable(f"o_{index[first]}_{index[second]}", cat="Binary")
+            for s in common:
+                prob += y >= r[first, s] + r[second, s] - 1
+            big = cap
+            prob += addr[first] + size[first] + _PAD_LINES <= addr[second] + big * (
+                1 - below
+            ) + big * (1 - y)
+            prob += addr[second] + size[second] + _PAD_LINES <= addr[first] + big * below + big * (
+                1 - y
+            )
+
+    if warm is not None:
+        _set_warm_start(warm, window, first_step, x, r, load, spill, span)
+    prob.solve(_solver(time_limit_s, gap_rel, warm is not None))
+    if prob.sol_status not in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible):
+        return (
+            f"MILP found no plan ({pulp.LpStatus[prob.status]}) for ops {window[0]}..{window[-1]}"
+        )
+    status = "optimal" if prob.sol_status == pulp.LpSolutionOptimal else "time_limit"
+    gap = 0.0 if status == "optimal" else _solver_gap(prob)
+
+    step_of = {v: first_step + round(pulp.value(time_of[v])) for v in window}
+    order = sorted(window, key=lambda v: step_of[v])
+    allocations: list[Allocation] = []
+    new_resident: dict[str, _Carried] = {}
+    for name, (lo, hi) in span.items():
+        offset_bytes = round(pulp.value(addr[name])) * line
+        t_info = problem.tensors[name]
+        made_at = step_of.get(t_info.producer) if t_info.producer in ranges else None
+        run_start: int | None = None
+        carried = state.resident.get(name)
+        for s in range(lo, hi + 2):
+            on = s <= hi and pulp.value(r[name, s]) > 0.5
+            if on and run_start is None:
+                run_start = s
+            if not on and run_start is not None:
+                start_global, end_global = first_step + run_start, first_step + s - 1
+                loaded = made_at != start_global
+                if carried is not None and run_start == 0 and pulp.value(kept[name]) > 0.5:
+                    start_global, loaded = carried.start_step, carried.loaded
+                    offset_bytes = carried.offset_bytes
+                    carried = None
+                elif offset_bytes != round(pulp.value(addr[name])) * line:
+                    offset_bytes = round(pulp.value(addr[name])) * line
+                if s - 1 == n - 1 and name in live_out:
+                    new_resident[name] = _Carried(offset_bytes, start_global, loaded)
+                else:
+                    allocations.append(
+                        Allocation(
+                            name, start_global, end_global, offset_bytes, size[name] * line, loaded
+                        )
+                    )
+                run_start = None
+        if carried is not None:  # inherited, evicted before the window's first step
+            allocations.append(
+                Allocation(
+                    name,
+                    carried.start_step,
+                    first_step - 1,
+                    carried.offset_bytes,
+                    size[name] * line,
+                    carried.loaded,
+                )
+            )
+            if t_info.role == "intermediate" and name in live_out and not t_info.is_output:
+                state.spilled.add(name)
+        if name in spill and pulp.value(spill[name]) > 0.5:
+            state.spilled.add(name)
+    # inherited residents the window did not keep (dead ones) end just before it
+    for name, carried in state.resident.items():
+        if name not in span:
+            allocations.append(
+                Allocation(
+                    name,
+                    carried.start_step,
+                    first_step - 1,
+                    carried.offset_bytes,
+                    problem.tensors[name].size_bytes,
+                    carried.loaded,
+                )
+            )
+    state.resident = new_resident
+    return _WindowResult(
+        order=order,
+        allocations=allocations,
+        status=status,
+        gap_rel=gap,
+        variables=prob.numVariables(),
+        constraints=prob.numConstraints(),
+    )
+
+
+def _legalize(allocations: list[Allocation], capacity_bytes: int) -> list[Allocation] | None:
+    """Snap rounded offsets so that allocations resident at the same step are disjoint.
+
+    Allocations are placed bottom-up in the MILP's address order, each at its own offset or just
+    above the highest allocation placed so far that shares a step with it. Returns None if that
+    pushes one past the capacity.
+    """
+    placed: list[Allocation] = []
+    for a in sorted(allocations, key=lambda a: (a.offset_bytes, a.start_step)):
+        floor = a.offset_bytes
+        for b in placed:
+            if b.start_step <= a.end_step and a.start_step <= b.end_step:
+                floor = max(floor, b.offset_bytes + b.size_bytes)
+        if floor + a.size_bytes > capacity_bytes:
+            return None
+        placed.append(Allocation(a.tensor, a.start_step, a.end_step, floor, a.size_bytes, a.loaded))
+    return placed
+
+
+def _solver_gap(prob: pulp.LpProblem) -> float:
+    """Relative gap the solver proved, where the solver reports it (HiGHS); NaN otherwise."""
+    model = getattr(prob, "solverModel", None)
+    if model is not None and hasattr(model, "getInfo"):
+        return float(model.getInfo().mip_gap)
+    return math.nan
+
+
+def _set_warm_start(warm, window, first_step, x, r, load, spill, span) -> None:
+    """Initial values from a plan (used for whole-graph MILPs, where steps coincide)."""
+    step = {op: s - first_step for s, op in enumerate(warm.order) if op in set(window)}
+    for (v, t), var in x.items():
+        var.setInitialValue(1 if step.get(v) == t else 0)
+    on: set[tuple[str, int]] = set()
+    starts: set[tuple[str, int]] = set()
+    for a in warm.allocations:
+        for s in range(a.start_step, a.end_step + 1):
+            on.add((a.tensor, s - first_step))
+        if a.loaded:
+            starts.add((a.tensor, a.start_step - first_step))
+    for key, var in r.items():
+        var.setInitialValue(1 if key in on else 0)
+    for key, var in load.items():
+        var.setInitialValue(1 if key in starts else 0)
+    reloaded = {name for name, _ in starts}
+    for name, var in spill.items():
+        var.setInitialValue(1 if name in reloaded else 0)
+
+
+def _windows(problem: MemoryProblem, max_ops: int) -> list[list[str]]:
+    """Cut the graph order into windows of at most ``max_ops`` ops, each cut where the fewest
+    live bytes cross it (in the second half of the allowed length)."""
+    order = list(problem.ops)
+    if len(order) <= max_ops:
+        return [order]
+    position = {op: i for i, op in enumerate(order)}
+    crossing = [0] * (len(order) + 1)  # bytes live across the cut before position i
+    for t in problem.tensors.values():
+        users = [position[c] for c in t.consumers]
+        if t.producer is not None:
+            users.append(position[t.producer])
+        if len(users) < 2:
+            continue
+        for cut in range(min(users) + 1, max(users) + 1):
+            crossing[cut] += t.size_bytes
+    windows: list[list[str]] = []
+    start = 0
+    while len(order) - start > max_ops:
+        lo, hi = start + max(1, max_ops // 2), start + max_ops
+        cut = min(range(lo, hi + 1), key=lambda c: (crossing[c], -c))
+        windows.append(order[start:cut])
+        start = cut
+    windows.append(order[start:])
+    return windows
+
+
+def cosma_plan(
+    problem: MemoryProblem,
+    *,
+    time_limit_s: float = 10.0,
+    gap_rel: float = 0.01,
+    max_ilp_ops: int = 16,
+) -> MemoryPlan | str:
+    """Plan order, addresses and replacement by MILP (windows of ``max_ilp_ops`` for big graphs).
+
+    Parameters
+    ----------
+    problem:
+        The graph's memory problem.
+    time_limit_s:
+        Solver time limit per MILP, in seconds.
+    gap_rel:
+        Relative optimality gap at which the solver stops.
+    max_ilp_ops:
+        Largest window solved as one MILP; bigger graphs are divided and conquered.
+
+    Returns
+    -------
+    MemoryPlan | str
+        The better of the MILP plan and the heuristic warm start (never worse than LRU or Belady
+        on the graph order), or the reason no plan exists.
+    """
+    started = time.perf_counter()
+    reason = problem.infeasible_reason()
+    if reason is not None:
+        return reason
+    heuristic = best_heuristic_plan(problem, problem.ops)
+    warm = heuristic if isinstance(heuristic, MemoryPlan) else None
+    if warm is not None and warm.traffic.non_compulsory_bytes == 0:
+        return warm  # nothing to improve: no schedule moves fewer than the compulsory bytes
+    windows = _windows(problem, max_ilp_ops)
+    state = _State()
+    order: list[str] = []
+    allocations: list[Allocation] = []
+    statuses: list[str] = []
+    gaps: list[float] = []
+    variables = constraints = 0
+    done: set[str] = set()
+    for window in windows:
+        done |= set(window)
+        later = set(problem.ops) - done
+        result = _solve_window(
+            problem,
+            window,
+            len(order),
+            later,
+            state,
+            warm if len(windows) == 1 else None,
+            time_limit_s,
+            gap_rel,
+        )
+        if isinstance(result, str):
+            logger.info("cosma: %s; keeping the heuristic plan", result)
+            if warm is not None:
+                return warm
+            return result
+        order += result.order
+        allocations += result.allocations
+        statuses.append(result.status)
+        gaps.append(result.gap_rel)
+        variables += result.variables
+        constraints += result.constraints
+    method = "ilp" if len(windows) == 1 else "divide_conquer"
+    status = "optimal" if all(s == "optimal" for s in statuses) else "time_limit"
+    stats = SolverStats(
+        method=method,
+        solver=solver_name(),
+        status=status,
+        solve_time_s=time.perf_counter() - started,
+        gap_rel=math.nan if any(math.isnan(g) for g in gaps) else max(gaps, default=math.nan),
+        variables=variables,
+        constraints=constraints,
+        subproblems=len(windows),
+    )
+    legal = _legalize(allocations, problem.capacity_bytes)
+    if legal is None:
+        return warm if warm is not None else "MILP offsets do not fit after rounding"
+    plan = make_plan(problem, tuple(order), legal, stats)
+    if warm is not None and warm.traffic.non_compulsory_bytes < plan.traffic.non_compulsory_bytes:
+        # the solver did not improve on its warm start (time limit, or a window cut that the
+        # heuristic's whole-graph view handles better): keep the start, say so
+        kept = SolverStats(**{**stats.__dict__, "status": "warm_start"})
+        return MemoryPlan(warm.order, warm.allocations, warm.capacity_bytes, warm.traffic, kept)
+    return plan

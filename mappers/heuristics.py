@@ -1,0 +1,140 @@
+"""Replacement heuristics: a fixed op order, first-fit allocation, LRU or Belady-style eviction.
+
+These are the baselines COSMA compares its ILP against. Ops run in the given order; before each op
+its missing tensors are allocated first-fit in the scratchpad's address space. When no free range
+is large enough, a resident tensor the op does not need is evicted: the least recently used one
+(LRU), or the one whose next use lies furthest ahead (Belady's rule, which is optimal for equal
+sizes and a fixed order, but not with tensors of different sizes in a fragmented address space).
+Tensors with no later use are freed after their last op at no cost.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+from collections import defaultdict
+from typing import Literal
+
+from archsim.mappers.memory_plan import (
+    Allocation,
+    MemoryPlan,
+    MemoryProblem,
+    SolverStats,
+    make_plan,
+)
+
+EvictionPolicy = Literal["lru", "belady"]
+
+
+def topological_order(problem: MemoryProblem) -> tuple[str, ...]:
+    """The graph's own order (the lowerings emit ops topologically)."""
+    return problem.ops
+
+
+def _first_fit(resident: dict[str, list[int]], size: int, capacity: int) -> int | None:
+    """Lowest offset of a free range of ``size`` bytes; ``resident`` maps tensor -> [offset, size]."""
+    cursor = 0
+    for offset, used in sorted(resident.values()):
+        if offset - cursor >= size:
+            return cursor
+        cursor = max(cursor, offset + used)
+    return cursor if capacity - cursor >= size else None
+
+
+def plan_with_eviction(
+    problem: MemoryProblem, order: tuple[str, ...], policy: EvictionPolicy
+) -> MemoryPlan | str:
+    """Plan the scratchpad for ``order`` with ``policy`` eviction.
+
+    When fragmentation leaves no free range large enough even after evicting every tensor the op
+    does not need, the op's own resident tensors are evicted as well and all of its tensors are
+    reloaded packed from address 0.
+
+    Returns
+    -------
+    MemoryPlan | str
+        The plan, or the reason none exists (an op's tensors alone exceed the scratchpad).
+    """
+    started = time.perf_counter()
+    reason = problem.infeasible_reason()
+    if reason is not None:
+        return reason
+    uses: dict[str, list[int]] = defaultdict(list)
+    for step, op in enumerate(order):
+        for name in problem.op_tensors[op]:
+            uses[name].append(step)
+    capacity = problem.capacity_bytes
+    resident: dict[str, list[int]] = {}  # tensor -> [offset, size]
+    opened: dict[str, tuple[int, bool]] = {}  # tensor -> (start step, loaded)
+    last_used: dict[str, int] = {}
+    allocations: list[Allocation] = []
+
+    def close(name: str, end_step: int) -> None:
+        offset, size = resident.pop(name)
+        start, loaded = opened.pop(name)
+        allocations.append(Allocation(name, start, end_step, offset, size, loaded))
+
+    def next_use(name: str, step: int) -> int:
+        steps = uses[name]
+        index = bisect.bisect_right(steps, step)
+        return steps[index] if index < len(steps) else len(order)
+
+    for step, op in enumerate(order):
+        needed = problem.op_tensors[op]
+        missing = [n for n in needed if n not in resident]
+        # big tensors first: they are the hardest to place in a fragmented space
+        missing.sort(key=lambda n: -problem.tensors[n].size_bytes)
+        for name in missing:
+            size = problem.tensors[name].size_bytes
+            offset = _first_fit(resident, size, capacity)
+            while offset is None:
+                victims = [n for n in resident if n not in needed]
+                if not victims:
+                    # fragmentation: the op's own tensors are scattered; evict them too and
+                    # reload them packed from address 0 (they fit: working set <= capacity)
+                    for other in [n for n in resident if opened[n][0] < step]:
+                        close(other, step - 1)
+                    for other in list(resident):
+                        del resident[other], opened[other]
+                    return_to = [n for n in needed if n not in resident]
+                    return_to.sort(key=lambda n: -problem.tensors[n].size_bytes)
+                    cursor = 0
+                    for other in return_to:
+                        resident[other] = [cursor, problem.tensors[other].size_bytes]
+                        opened[other] = (step, problem.tensors[other].producer != op)
+                        cursor += problem.tensors[other].size_bytes
+                    offset = -1
+                    break
+                if policy == "lru":
+                    victim = min(victims, key=lambda n: (last_used[n], -resident[n][1]))
+                else:
+                    victim = max(victims, key=lambda n: (next_use(n, step), resident[n][1]))
+                close(victim, step - 1)
+                offset = _first_fit(resident, size, capacity)
+            if offset < 0:
+                break  # every tensor of the op was just placed packed
+            resident[name] = [offset, size]
+            opened[name] = (step, problem.tensors[name].producer != op)
+        for name in needed:
+            last_used[name] = step
+        for name in needed:
+            if next_use(name, step) == len(order):
+                close(name, step)
+    for name in list(resident):
+        close(name, len(order) - 1)
+    stats = SolverStats(
+        method=policy,
+        solver="none",
+        status="heuristic",
+        solve_time_s=time.perf_counter() - started,
+    )
+    return make_plan(problem, order, allocations, stats)
+
+
+def best_heuristic_plan(problem: MemoryProblem, order: tuple[str, ...]) -> MemoryPlan | str:
+    """The better of the LRU and Belady plans for ``order`` (fewer non-compulsory bytes)."""
+    plans = [plan_with_eviction(problem, order, policy) for policy in ("lru", "belady")]
+    found = [p for p in plans if isinstance(p, MemoryPlan)]
+    if not found:
+        return str(plans[0])
+    return min(found, key=lambda p: p.traffic.non_compulsory_bytes)
