@@ -520,7 +520,12 @@ class GpuDevice:
         else:
             # flash-decoding: split the KV sequence so that every SM streams part of the cache;
             # each (batch, KV head) block serves its whole group of query heads (GQA)
-            splits = decode_splits(op.batch, op.heads_kv, op.kv_len, sms)
+            # memory-efficient attention (xformers/CUTLASS) does not split the KV sequence
+            splits = (
+                1
+                if backend == "efficient"
+                else decode_splits(op.batch, op.heads_kv, op.kv_len, sms)
+            )
             blocks = op.batch * op.heads_kv * splits
             compute_s = op.flops() / (peak * attention_eff)
             stream_bw = self._kv_stream_bw
