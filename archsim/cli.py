@@ -306,6 +306,95 @@ def validate(
 
 
 @cli.command()
+@click.argument("measured", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--hw", required=True, help="Machine file (or shipped machine name) to fit.")
+@click.option(
+    "--device",
+    "device_name",
+    default=None,
+    help="Device of the machine to predict with (default: its first device).",
+)
+@click.option(
+    "--params",
+    "param_paths",
+    multiple=True,
+    help="Dotted path of a field to fit, e.g. devices.h100.efficiency.tensor; repeat it or "
+    "separate paths by commas (default: the device's efficiency numbers and kernel_launch).",
+)
+@click.option(
+    "-o",
+    "--out",
+    "out_dir",
+    default="out",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory for <hw>.calibrated.yaml.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="Summary table for people or JSON for scripts.",
+)
+@click.option(
+    "--max-evals",
+    default=400,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Most machine evaluations the search may use.",
+)
+@click.option(
+    "--host-launch-us",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(min=0.0),
+    help="Host time per eager kernel launch (us), for eager multi-kernel rows; 0: GPU time only.",
+)
+def calibrate(
+    measured: Path,
+    hw: str,
+    device_name: str | None,
+    param_paths: tuple[str, ...],
+    out_dir: Path,
+    fmt: str,
+    max_evals: int,
+    host_launch_us: float,
+) -> None:
+    """Fit HW's efficiency parameters to MEASURED kernel times; write <hw>.calibrated.yaml.
+
+    Every fifth compared row is held out of the fit and reported separately.
+    """
+    from archsim.config import load_machine
+    from archsim.shipped import resolve
+    from archsim.validate.calibrate import (
+        calibrate,
+        calibration_json,
+        calibration_table,
+        write_calibrated,
+    )
+    from archsim.validate.report import dumps
+
+    machine_file = load_machine(resolve(hw, HW_PACKAGE))
+    paths = [p.strip() for given in param_paths for p in given.split(",") if p.strip()]
+    result = calibrate(
+        measured,
+        machine_file,
+        param_paths=paths or None,
+        device_name=device_name,
+        host_launch_s=host_launch_us * 1e-6,
+        max_evals=max_evals,
+    )
+    output = write_calibrated(result, out_dir)
+    if fmt == "json":
+        click.echo(dumps(calibration_json(result, output)))
+    else:
+        click.echo(calibration_table(result))
+        click.echo(f"wrote {output}")
+
+
+@cli.command()
 @click.argument("name")
 @click.option(
     "--format",
