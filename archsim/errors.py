@@ -11,6 +11,17 @@ class ArchsimError(Exception):
     """An error the user can fix: bad input, an impossible design, an unknown name."""
 
 
+# every character str.splitlines() breaks at
+_LINE_BREAKS = "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"
+
+
+def _one_line(text: str) -> str:
+    # keys and values of a hostile file may hold line breaks; the CLI promises one line
+    for char in _LINE_BREAKS:
+        text = text.replace(char, char.encode("unicode_escape").decode("ascii"))
+    return text
+
+
 class ConfigError(ArchsimError):
     """A machine or workload file that does not validate.
 
@@ -33,7 +44,7 @@ class ConfigError(ArchsimError):
         self.detail = message
         where = path if line is None else f"{path}:{line}"
         what = f"field '{field}': " if field else ""
-        super().__init__(f"{where}: {what}{message}")
+        super().__init__(_one_line(f"{where}: {what}{message}"))
 
     def __reduce__(self):
         # errors cross process boundaries in sweeps; rebuild from the fields, not the message

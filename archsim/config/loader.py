@@ -84,7 +84,8 @@ def parse_yaml(text: str, source: str) -> tuple[dict[str, Any], dict[Path_, int]
         line = mark.line + 1 if mark is not None else None
         raise ConfigError(source, f"not valid YAML: {exc.problem}", line=line) from None
     except yaml.YAMLError as exc:
-        raise ConfigError(source, f"not valid YAML: {exc}") from None
+        # PyYAML spreads its messages over several lines; the CLI promises one
+        raise ConfigError(source, f"not valid YAML: {' '.join(str(exc).split())}") from None
     except (ValueError, RecursionError) as exc:
         raise ConfigError(source, f"refused: {exc}") from None
     if not isinstance(data, dict):

@@ -421,6 +421,14 @@ class FpgaConfig(_DeviceBase):
         default=None, description="Instruction issue cost; absent: no per-op control overhead."
     )
 
+    @model_validator(mode="after")
+    def _dtypes_priced(self) -> FpgaConfig:
+        # a dtype the DSPs run but mac_energy does not price would fail deep inside a sweep
+        missing = [d.value for d in self.macs_per_dsp_per_cycle if d not in self.mac_energy_j]
+        if missing:
+            raise ValueError(f"mac_energy has no entry for macs_per_dsp_per_cycle dtypes {missing}")
+        return self
+
 
 DeviceConfig = Annotated[
     GpuConfig | NpuConfig | PimConfig | LogicPimConfig | FpgaConfig, Field(discriminator="kind")
