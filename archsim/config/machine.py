@@ -119,6 +119,14 @@ class GpuEfficiency(StrictModel):
             "bulk loads); defaults to 'hbm'."
         ),
     )
+    kv_stream_sm_share_by_backend: dict[str, Fraction] = Field(
+        default_factory=dict,
+        description=(
+            "Per attention kernel library ('cudnn', 'flash', 'efficient'): share of one SM's L2 "
+            "port bandwidth that its decode blocks sustain on the KV cache (loads in flight per "
+            "SM over the memory latency); absent: the full share."
+        ),
+    )
     sparse_tensor: Fraction = Field(
         default=0.5,
         description=(

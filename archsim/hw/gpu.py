@@ -33,7 +33,11 @@ from dataclasses import dataclass
 from archsim.config.machine import GpuConfig, TileShape
 from archsim.energy.pricing import mac_prices_j, memory_prices_j
 from archsim.hw.base import Bound, OpCost, register_device
-from archsim.hw.gpu_attention import decode_splits, prefill_compute_s
+from archsim.hw.gpu_attention import (
+    SFU_OPS_PER_CYCLE_PER_SM,
+    decode_splits,
+    prefill_compute_s,
+)
 from archsim.ir.ops import Attention, Gemm, GroupedGemm, MoeRouter, Op, gemm
 from archsim.ir.tensor import NM, DType
 
@@ -501,6 +505,7 @@ class GpuDevice:
         )
         fixed_s = self._fixed(mapping)
         stream_bw = self._hbm_bw
+        per_sm_stream_bw = self._per_sm_bw
         if op.phase == "prefill":
             # FlashAttention: one block per (batch, query head, query tile), K/V streamed through
             # shared memory (HBM sees Q, K, V and O once); causal tiles above the diagonal skipped
@@ -514,6 +519,7 @@ class GpuDevice:
                 causal=op.causal,
                 sm_count=sms,
                 sm_flops_per_s=peak * attention_eff / sms,
+                sm_exp_per_s=SFU_OPS_PER_CYCLE_PER_SM * cfg.clock_hz,
                 block_fill_iterations=eff.attention_block_fill,
             )
             partial_bytes = 0.0
@@ -529,6 +535,10 @@ class GpuDevice:
             blocks = op.batch * op.heads_kv * splits
             compute_s = op.flops() / (peak * attention_eff)
             stream_bw = self._kv_stream_bw
+            # a backend whose decode blocks keep fewer loads in flight per SM (Ampere-style
+            # cp.async pipelines, no TMA) streams at most its per-SM rate times the active SMs
+            sm_share = eff.kv_stream_sm_share_by_backend.get(backend or "", 1.0)
+            per_sm_stream_bw = self._per_sm_bw * sm_share
             # each split writes fp32 partial outputs plus its max and sum; a second kernel merges
             # them (cuDNN lean_reduction, FlashAttention's split-KV combine), queued right behind
             partial_bytes = (
@@ -539,7 +549,7 @@ class GpuDevice:
             if splits > 1:
                 fixed_s += self._queued_fixed_s
         active_sms = min(blocks, sms)
-        hbm_bw = min(stream_bw, active_sms * self._per_sm_bw)
+        hbm_bw = min(stream_bw, active_sms * per_sm_stream_bw)
         hbm_read, hbm_write, from_l2 = self._hbm_traffic(op, mapping)
         memory_s = streaming_time_s(hbm_read + hbm_write, from_l2, hbm_bw, self._l2_bw)
         reduction_s = partial_bytes / self._l2_bw

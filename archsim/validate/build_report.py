@@ -1,7 +1,9 @@
 """One validation report over every measured file of a directory: ``reports/validation/<hw>.md``.
 
 Run ``python -m archsim.validate.build_report --hw hwconfigs/h100.yaml --data tests/data/h100 -o
-reports/validation``. Every CSV (and profiler trace) in ``--data`` is validated with the same
+reports/validation --also hwconfigs/h100.yaml tests/data/h100_holdout --also hwconfigs/h200.yaml
+tests/data/h200``; each ``--also`` pair adds a family table (hold-out shapes, another GPU).
+Every CSV (and profiler trace) in ``--data`` is validated with the same
 device; trace rows are reported as ``trace_<family>`` so that per-kernel errors stay apart from
 the CSV families.
 """
@@ -38,13 +40,17 @@ MISSES = {
 }
 
 
-def build(hw: Path, data: Path, out_dir: Path, command: str) -> Path:
-    """Validate every measured file under ``data`` on ``hw``; write ``<hw name>.md`` and a PNG."""
+# Files of a measured directory that hold no kernel timings (device properties).
+_NOT_MEASURED = frozenset({"device_facts.json"})
+
+
+def _validate_dir(hw: Path, data: Path) -> tuple[str, pd.DataFrame, pd.DataFrame]:
+    """Validate every measured file under ``data`` on ``hw``: (device name, compared, described)."""
     machine = load_machine(hw)
     device = select_device(Machine.from_config(machine.config), None)
     frames = []
     for path in sorted(data.iterdir()):
-        if not (path.suffix == ".csv" or is_trace_file(path)):
+        if path.name in _NOT_MEASURED or not (path.suffix == ".csv" or is_trace_file(path)):
             continue
         result = validate(path, device)
         rows = result.compared.copy()
@@ -59,8 +65,33 @@ def build(hw: Path, data: Path, out_dir: Path, command: str) -> Path:
         [f[0][["family", "measured_us", "predicted_us", "ape_pct"]] for f in frames]
     )
     described = pd.concat([f[1] for f in frames])
+    return machine.config.name, compared, described
+
+
+def _family_table(compared: pd.DataFrame) -> Table:
+    table = family_metrics(compared).rename(
+        columns={
+            "median_ape": "median APE %",
+            "p90_ape": "p90 APE %",
+            "within_10pct": "within 10 %",
+        }
+    )
+    return Table(table.round(3))
+
+
+def build(
+    hw: Path,
+    data: Path,
+    out_dir: Path,
+    command: str,
+    also: tuple[tuple[Path, Path], ...] = (),
+) -> Path:
+    """Validate every measured file under ``data`` on ``hw``; write ``<hw name>.md`` and a PNG.
+
+    Each ``(hw, data)`` pair of ``also`` (a hold-out set, another GPU) adds its own family table.
+    """
+    name, compared, described = _validate_dir(hw, data)
     out_dir.mkdir(parents=True, exist_ok=True)
-    name = machine.config.name
     png = scatter_plot(compared, out_dir / f"{name}_scatter.png", f"{name}: predicted vs measured")
     doc = Document(f"GPU model validation: {name}")
     doc.add(Code(command))
@@ -73,19 +104,22 @@ def build(hw: Path, data: Path, out_dir: Path, command: str) -> Path:
         )
     )
     doc.add(Heading("Error by family"))
-    table = family_metrics(compared).rename(
-        columns={
-            "median_ape": "median APE %",
-            "p90_ape": "p90 APE %",
-            "within_10pct": "within 10 %",
-        }
-    )
-    doc.add(Table(table.round(3)))
+    doc.add(_family_table(compared))
     doc.add(Image(png.name, "predicted vs measured"))
     doc.add(Heading("Worst ten rows"))
     worst = worst_rows(described.rename(columns={"APE %": "ape_pct"})).copy()
     worst["what the model misses"] = worst["family"].map(MISSES).fillna("")
     doc.add(Table(worst.round(1)))
+    for other_hw, other_data in also:
+        other_name, other_compared, _ = _validate_dir(other_hw, other_data)
+        doc.add(Heading(f"Error by family: {other_data} on {other_name}"))
+        doc.add(
+            Paragraph(
+                f"Measured files: {other_data} (shapes absent from {data}; "
+                f"tests/data/README_measurements.md), predicted with {other_hw} unchanged."
+            )
+        )
+        doc.add(_family_table(other_compared))
     report = out_dir / f"{name}.md"
     report.write_text(to_markdown(doc), encoding="utf-8")
     return report
@@ -96,11 +130,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hw", type=Path, required=True, help="machine file")
     parser.add_argument("--data", type=Path, required=True, help="directory of measured files")
     parser.add_argument("-o", "--out", type=Path, default=Path("reports/validation"))
-    args = parser.parse_args(argv)
-    command = (
-        f"python -m archsim.validate.build_report --hw {args.hw} --data {args.data} -o {args.out}"
+    parser.add_argument(
+        "--also",
+        nargs=2,
+        type=Path,
+        action="append",
+        default=[],
+        metavar=("HW", "DATA"),
+        help="another machine file and measured directory to tabulate (repeatable)",
     )
-    print(build(args.hw, args.data, args.out, command))
+    args = parser.parse_args(argv)
+    also = tuple((hw, data) for hw, data in args.also)
+    extra = "".join(f" --also {hw} {data}" for hw, data in also)
+    command = (
+        f"python -m archsim.validate.build_report --hw {args.hw} --data {args.data} "
+        f"-o {args.out}{extra}"
+    )
+    print(build(args.hw, args.data, args.out, command, also))
 
 
 if __name__ == "__main__":

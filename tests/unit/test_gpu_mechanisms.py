@@ -1,4 +1,6 @@
-"""GPU model mechanisms and per-family accuracy against the measured H100 rows in tests/data/h100.
+"""GPU model mechanisms and per-family accuracy on the measured H100 rows.
+
+Development rows: tests/data/h100; hold-out rows (other shapes): tests/data/h100_holdout.
 
 Ratios asserted here are the measured ones of shared/data/gpu/README.md (copied CSVs), not the
 model's own output.
@@ -13,6 +15,7 @@ import pytest
 from archsim.config import load_machine
 from archsim.hw.base import build_device
 from archsim.hw.gpu import GpuDevice, GpuMapping
+from archsim.hw.gpu_attention import block_makespan
 from archsim.ir.ops import attention, gemm, grouped_gemm
 from archsim.ir.tensor import NM
 from archsim.validate.predict import predict_ops
@@ -20,6 +23,7 @@ from archsim.validate.report import validate
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data" / "h100"
+HOLDOUT = ROOT / "tests" / "data" / "h100_holdout"
 
 
 @pytest.fixture(scope="module")
@@ -130,27 +134,101 @@ def test_eager_sequence_slower_than_graph(h100: GpuDevice) -> None:
     assert graph < sum(h100.cost(op).latency_s for op in ops)
 
 
-# (file, family, median APE bound %, p90 bound % or None): the targets of the validation issue
+def test_head_dim_64_prefill_costs_more_than_half_of_head_dim_128(h100: GpuDevice) -> None:
+    def t(head_dim: int) -> float:
+        op = attention(
+            "a",
+            batch=2,
+            heads_q=32,
+            heads_kv=32,
+            q_len=4096,
+            kv_len=4096,
+            head_dim=head_dim,
+            causal=True,
+        )
+        return h100.cost(op, GpuMapping(attention_backend="cudnn")).latency_s
+
+    # the softmax exponentials per score do not shrink with head_dim; measured on the hold-out
+    # set (tests/data/h100_holdout/sdpa.csv, B=2, S=4096): 338 us at 64 against 485 us at 128
+    assert 0.62 < t(64) / t(128) < 0.78
+
+
+def test_block_makespan_follows_greedy_list_scheduling() -> None:
+    # 3 blocks of 1, 2, 3 on 2 SMs in order: SM0 takes 1 then 3 (ends at 4), SM1 takes 2
+    assert block_makespan([1.0, 2.0, 3.0], 1, 2) == 4.0
+    # one short wave: the longest block bounds the grid
+    assert block_makespan([5.0, 1.0], 1, 8) == 5.0
+    # many waves: the balanced bound
+    assert block_makespan([1.0], 10_000, 100) == pytest.approx(100.0)
+
+
+def test_flash_decode_streams_slower_than_cudnn_at_large_batch(h100: GpuDevice) -> None:
+    op = attention(
+        "a", batch=128, heads_q=32, heads_kv=8, q_len=1, kv_len=32768, head_dim=128, causal=False
+    )
+
+    def t(backend: str) -> float:
+        return h100.cost(op, GpuMapping(attention_backend=backend)).latency_s
+
+    # measured (tests/data/h100/sdpa.csv): flash 6960 us against cuDNN 5570 us
+    assert 1.15 < t("flash") / t("cudnn") < 1.45
+
+
+# (file, family, median APE bound %, p90 bound % or None). The issue's targets: dense GEMM
+# median <= 5 %, p90 <= 15 %; every other family median <= 10 % (naive MoE <= 15 %). Bounds above
+# the target are the current state, asserted so that it cannot silently get worse.
 TARGETS = [
     ("gemm.csv", "gemm", 5.0, 15.0),
     ("gemm.csv", "gemm_skinny", 10.0, None),
+    # above target: cuSPARSELt tile shapes per algorithm are not modelled (currently 11.3 %)
     ("sparse.csv", "sparse24", 12.0, None),
+    # above target: small flushed GEMVs pay less L2 write-back than modelled (currently 10.1 %)
     ("bmm.csv", "bmm", 11.0, None),
     ("sdpa.csv", "attention_prefill", 10.0, None),
-    ("sdpa.csv", "attention_decode", 15.0, None),
+    ("sdpa.csv", "attention_decode", 10.0, None),
     ("moe.csv", "moe_naive", 15.0, None),
+    # above target: host-bound routing at 64 experts, T <= 32, varies 35 % run to run (19.7 %)
     ("moe.csv", "moe_grouped", 22.0, None),
     ("layer.csv", "layer", 10.0, None),
     ("trace_layer_prefill_B1_S2048.json.gz", "gemm", 10.0, None),
+    ("trace_layer_prefill_B1_S2048.json.gz", "attention_prefill", 10.0, None),
 ]
+
+# The same families on the hold-out shapes (tests/data/h100_holdout), never used in a fit.
+HOLDOUT_TARGETS = [
+    # p90 above target: fp8 and mid-size squares (currently 18.7 %)
+    ("gemm.csv", "gemm", 5.0, 20.0),
+    ("gemm.csv", "gemm_skinny", 10.0, None),
+    # above target: searched 2:4 kernels of the hold-out shapes run slower than modelled (16.7 %)
+    ("sparse.csv", "sparse24", 18.0, None),
+    ("bmm.csv", "bmm", 10.0, None),
+    ("sdpa.csv", "attention_prefill", 10.0, None),
+    ("sdpa.csv", "attention_decode", 10.0, None),
+    # above target: host-bound eager paths (README_measurements: 15 % naive, 2x grouped run to run)
+    ("moe.csv", "moe_naive", 30.0, None),
+    ("moe.csv", "moe_grouped", 27.0, None),
+]
+
+
+def _check_family(
+    path: Path, device: GpuDevice, family: str, median: float, p90: float | None
+) -> None:
+    families = validate(path, device).families.set_index("family")
+    assert families.loc[family, "n"] >= 3
+    assert families.loc[family, "median_ape"] <= median
+    if p90 is not None:
+        assert families.loc[family, "p90_ape"] <= p90
 
 
 @pytest.mark.parametrize(("file", "family", "median_bound", "p90_bound"), TARGETS)
 def test_family_accuracy(
     h100: GpuDevice, file: str, family: str, median_bound: float, p90_bound: float | None
 ) -> None:
-    families = validate(DATA / file, h100).families.set_index("family")
-    assert families.loc[family, "n"] >= 3
-    assert families.loc[family, "median_ape"] <= median_bound
-    if p90_bound is not None:
-        assert families.loc[family, "p90_ape"] <= p90_bound
+    _check_family(DATA / file, h100, family, median_bound, p90_bound)
+
+
+@pytest.mark.parametrize(("file", "family", "median_bound", "p90_bound"), HOLDOUT_TARGETS)
+def test_family_accuracy_holdout(
+    h100: GpuDevice, file: str, family: str, median_bound: float, p90_bound: float | None
+) -> None:
+    _check_family(HOLDOUT / file, h100, family, median_bound, p90_bound)
