@@ -189,6 +189,52 @@ def simulate(hw: str, workload: str, fmt: str, out_dir: Path, mapper: str | None
         click.echo(f"wrote {plot}")
 
 
+@cli.command("map")
+@click.argument("hw")
+@click.argument("workload")
+@click.option(
+    "--mapper",
+    default=None,
+    help="Mapper to use instead of the workload's or machine file's (cosma, lru, belady plan "
+    "the scratchpad).",
+)
+@click.option(
+    "-o",
+    "--out",
+    "out_dir",
+    default="out",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where occupancy.png goes.",
+)
+def map_command(hw: str, workload: str, mapper: str | None, out_dir: Path) -> None:
+    """Print WORKLOAD's schedule on HW step by step and plot scratchpad occupancy over time."""
+    from archsim.hw.machine import Machine
+    from archsim.mappers import Infeasible, get_mapper
+    from archsim.mappers.memory_plan import MemoryProblem
+    from archsim.report.occupancy import occupancy_plot, plan_steps, schedule_text
+    from archsim.workloads import lower
+
+    machine_file, workload_file = _load(hw, workload)
+    name = mapper or workload_file.config.mapper or machine_file.config.mapper
+    graph = lower(workload_file.config)
+    schedule = get_mapper(name).map(graph, Machine.from_config(machine_file.config))
+    if isinstance(schedule, Infeasible):
+        raise ArchsimError(f"design cannot run the workload: {schedule.reason}")
+    plan = schedule.memory_plan
+    if plan is None:
+        for step, entry in enumerate(schedule.entries):
+            click.echo(f"{step:>4}  {entry.op.name:<20} {entry.device}")
+        click.echo(
+            f"mapper '{name}' keeps no scratchpad plan; --mapper cosma, lru or belady plan one"
+        )
+        return
+    problem = MemoryProblem.from_graph(graph, plan.capacity_bytes)
+    click.echo(schedule_text(schedule, plan_steps(schedule, problem)))
+    title = f"{graph.name} on {machine_file.config.name} ({name})"
+    click.echo(f"wrote {occupancy_plot(plan, out_dir / 'occupancy.png', title)}")
+
+
 @cli.command("list")
 def list_files() -> None:
     """The shipped machines and workloads, one line each."""

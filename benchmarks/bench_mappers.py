@@ -1,0 +1,156 @@
+"""Speed of the mappers: COSMA MILP solve time and traffic against LRU/Belady as graphs grow, and
+the tiling search's candidates per second.
+
+Run: ``python benchmarks/bench_mappers.py`` (prints a JSON summary). Not a test: numbers depend
+on the machine and the MILP solver (CBC unless highspy is installed).
+
+Graphs: residual layer lists of 8, 16, 32 and 64 ops (3x3 convolutions with a skip across three layers every third,
+a 1x1/5x5 branch pair joined by a concatenation every eight) and NAS cell stacks of 1 and 2
+NASNet-A-like cells. Each gets the smallest scratchpad that runs every op untiled (the largest
+working set of one op), as in ``archsim reproduce cosma``; the MILP windows are 8 ops.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from pathlib import Path
+
+from archsim.config import load_machine, load_workload
+from archsim.config.workload import NasCellSpec, WorkloadConfig
+from archsim.hw import Machine
+from archsim.mappers.cosma import cosma_plan, solver_name
+from archsim.mappers.heuristics import plan_with_eviction
+from archsim.mappers.memory_plan import MemoryPlan, MemoryProblem
+from archsim.mappers.tiling_search import search_tiling
+from archsim.workloads import lower
+
+ROOT = Path(__file__).parents[1]
+WINDOW_OPS = 8
+TIME_LIMIT_S = 5.0
+
+
+def residual_layers(ops: int) -> dict:
+    """A layer-list workload of exactly ``ops`` layers."""
+    layers: list[dict] = [{"name": "l0", "op": "conv2d", "out_channels": 32, "kernel": 3}]
+    trunk = ["l0"]  # outputs with the trunk's 32 channels, which adds may join
+    while len(layers) < ops:
+        i = len(layers)
+        if i % 8 == 5 and ops - i >= 3:
+            layers += [
+                {
+                    "name": f"l{i}",
+                    "op": "conv2d",
+                    "out_channels": 16,
+                    "kernel": 1,
+                    "inputs": [trunk[-1]],
+                },
+                {
+                    "name": f"l{i + 1}",
+                    "op": "conv2d",
+                    "out_channels": 16,
+                    "kernel": 5,
+                    "inputs": [trunk[-1]],
+                },
+                {"name": f"l{i + 2}", "op": "concat", "inputs": [f"l{i}", f"l{i + 1}"]},
+            ]
+        elif i % 3 == 2 and len(trunk) >= 4:
+            layers.append({"name": f"l{i}", "op": "add", "inputs": [trunk[-1], trunk[-4]]})
+        else:
+            layers.append(
+                {
+                    "name": f"l{i}",
+                    "op": "conv2d",
+                    "out_channels": 32,
+                    "kernel": 3,
+                    "inputs": [trunk[-1]],
+                }
+            )
+        trunk.append(layers[-1]["name"])
+    return {
+        "generator": "layer_list",
+        "input": {"channels": 32, "height": 28, "width": 28},
+        "dtype": "int8",
+        "layers": layers,
+    }
+
+
+def memory_problem(config: WorkloadConfig) -> MemoryProblem:
+    graph = lower(config)
+    unbounded = MemoryProblem.from_graph(graph, 2**62)
+    capacity = max(unbounded.working_set_bytes(op) for op in unbounded.ops)
+    return MemoryProblem.from_graph(graph, capacity)
+
+
+def bench_cosma() -> list[dict[str, float | str]]:
+    cases: list[tuple[str, WorkloadConfig]] = []
+    for ops in (8, 16, 32, 64):
+        spec = {"schema_version": 1, "name": f"residual{ops}", "workload": residual_layers(ops)}
+        cases.append((f"layer_list_{ops}", WorkloadConfig.model_validate(spec)))
+    for cells in (1, 2):
+        spec = NasCellSpec(cells=cells, channels=64, image_size=28)
+        cases.append(
+            (f"nas_{cells}_cells", WorkloadConfig(schema_version=1, name="nas", workload=spec))
+        )
+    rows: list[dict[str, float | str]] = []
+    for name, config in cases:
+        problem = memory_problem(config)
+        row: dict[str, float | str] = {"graph": name, "ops": len(problem.ops)}
+        for policy in ("lru", "belady"):
+            started = time.perf_counter()
+            plan = plan_with_eviction(problem, problem.ops, policy)
+            assert isinstance(plan, MemoryPlan), plan
+            row[f"{policy}_s"] = round(time.perf_counter() - started, 4)
+            row[f"{policy}_noncompulsory_kib"] = round(plan.traffic.non_compulsory_bytes / 1024, 1)
+        plan = cosma_plan(problem, time_limit_s=TIME_LIMIT_S, max_ilp_ops=WINDOW_OPS)
+        assert isinstance(plan, MemoryPlan), plan
+        row["cosma_s"] = round(plan.stats.solve_time_s, 3)
+        row["cosma_noncompulsory_kib"] = round(plan.traffic.non_compulsory_bytes / 1024, 1)
+        row["cosma_status"] = plan.stats.status
+        row["subproblems"] = plan.stats.subproblems
+        baseline = min(float(row["lru_noncompulsory_kib"]), float(row["belady_noncompulsory_kib"]))
+        cosma = float(row["cosma_noncompulsory_kib"])
+        row["reduction_pct"] = round(100 * (1 - cosma / baseline), 1) if baseline else 0.0
+        rows.append(row)
+    return rows
+
+
+def bench_tiling_search() -> dict[str, float]:
+    machine = Machine.from_config(load_machine(ROOT / "hwconfigs" / "tpu_like.yaml").config)
+    npu = machine.devices["npu"]
+    graph = lower(load_workload(ROOT / "workloads" / "resnet50.yaml").config)
+    ops = [op for op in graph if op.kind in ("conv2d", "gemm")]
+    search_tiling(ops[0], npu)  # load the compiled kernel once
+    results = {}
+    for prune in (True, False):
+        started = time.perf_counter()
+        found = [search_tiling(op, npu, prune=prune) for op in ops]
+        wall = time.perf_counter() - started
+        evaluated = sum(r.candidates_evaluated for r in found)
+        replayed = sum(r.candidates_replayed for r in found)
+        key = "pruned" if prune else "brute_force"
+        results[f"{key}_ops"] = len(ops)
+        results[f"{key}_wall_s"] = round(wall, 3)
+        results[f"{key}_candidates_evaluated"] = evaluated
+        results[f"{key}_candidates_replayed"] = replayed
+        results[f"{key}_candidates_per_s"] = round(evaluated / wall)
+        results[f"{key}_median_op_candidates_per_s"] = round(
+            statistics.median(r.candidates_per_s for r in found)
+        )
+    return results
+
+
+def main() -> None:
+    summary = {
+        "solver": solver_name(),
+        "cosma_window_ops": WINDOW_OPS,
+        "cosma_time_limit_s": TIME_LIMIT_S,
+        "memory_planning": bench_cosma(),
+        "tiling_search_resnet50_tpu_like": bench_tiling_search(),
+    }
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
