@@ -9,6 +9,7 @@ from archsim.dse.space import DesignPoint
 from archsim.errors import ArchsimError, InfeasibleError
 from archsim.ir.graph import OpGraph
 from archsim.pipeline import PointOutcome, run_point
+from archsim.sim.summary import OpFacts
 from archsim.workloads import lower
 
 # Result columns after the swept parameters, in order (see README "Results table").
@@ -43,12 +44,14 @@ def outcome_row(outcome: PointOutcome) -> dict[str, Any]:
         dominant_bound="",
         top_op_kind="",
     )
-    if outcome.result is None:
+    if outcome.summary is not None:
+        totals, by_kind = outcome.summary.totals, outcome.summary.time_by_kind_s
+    elif outcome.result is not None:
+        totals, by_kind = outcome.result.totals, outcome.result.time_by_kind_s()
+    else:
         row["reason"] = outcome.infeasible_reason or "infeasible"
         return row
-    totals = outcome.result.totals
     by_bound = totals.time_by_bound_s
-    by_kind = outcome.result.time_by_kind_s()
     top_kind = max(by_kind, key=by_kind.__getitem__)
     row.update(
         feasible=True,
@@ -70,15 +73,22 @@ def outcome_row(outcome: PointOutcome) -> dict[str, Any]:
 
 
 def evaluate_points(points: Sequence[DesignPoint], mapper_name: str | None) -> list[dict[str, Any]]:
-    """Rows for ``points``; each distinct workload is lowered once."""
-    graphs: dict[str, OpGraph] = {}
+    """Rows for ``points``; each distinct workload is lowered once.
+
+    Points are simulated without per-op records (their totals equal those of the full result),
+    and the per-op facts of each lowering are shared by all points of that workload.
+    """
+    graphs: dict[str, tuple[OpGraph, OpFacts]] = {}
     rows = []
     for point in points:
         key = point.workload.model_dump_json()
         if key not in graphs:
-            graphs[key] = lower(point.workload)
+            graphs[key] = (lower(point.workload), OpFacts())
+        graph, facts = graphs[key]
         try:
-            outcome = run_point(point.machine, point.workload, mapper_name, graphs[key])
+            outcome = run_point(
+                point.machine, point.workload, mapper_name, graph, records=False, facts=facts
+            )
             row = outcome_row(outcome)
         except InfeasibleError as exc:
             # a design the models refuse (e.g. a tiling that cannot fit) is a result, not a crash

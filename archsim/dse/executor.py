@@ -88,7 +88,7 @@ def dask_client(scheduler: str | None = None, workers: int = 1, processes: bool 
         ) from None
     if scheduler is not None:
         try:
-            client = Client(scheduler, timeout="20s")
+            client = Client(scheduler, timeout="10s")
         except (OSError, TimeoutError) as exc:
             raise ArchsimError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
         try:
