@@ -179,8 +179,9 @@ def hbm_traffic(
     warm_l2:
         Inputs (up to the L2 capacity) are already resident in L2.
     dirty_l2_share:
-        Share of L2 holding dirty lines of earlier kernels: each byte brought in evicts one,
-        written back to HBM, until all of them are gone.
+        Share of L2 holding dirty lines of earlier kernels. The replacement policy evicts clean
+        lines first (they cost nothing to drop), so new data displaces dirty lines, one HBM
+        write-back per byte, only once it no longer fits in the clean part of the L2.
 
     Returns
     -------
@@ -190,7 +191,9 @@ def hbm_traffic(
     l2_hits = min(read_bytes, l2_size_bytes) if warm_l2 else 0.0
     hbm_read = read_bytes - l2_hits
     dirty_bytes = 0.0 if warm_l2 else dirty_l2_share * l2_size_bytes
-    write_backs = min(hbm_read + write_bytes, dirty_bytes)
+    clean_bytes = l2_size_bytes - dirty_bytes
+    # an op whose footprint fits in the clean lines leaves the dirty ones in place
+    write_backs = min(max(0.0, hbm_read + write_bytes - clean_bytes), dirty_bytes)
     # outputs themselves reach HBM once, when they are evicted in turn
     return hbm_read, max(write_bytes, write_backs), l2_hits
 
@@ -699,4 +702,4 @@ def _bound(compute_s: float, memory_s: float, fixed_s: float) -> Bound:
     return Bound.COMPUTE if compute_s >= memory_s else Bound.MEMORY
 
 
-__all__ = ["GemmPlan", "GpuDevice", "GpuMapping", "tile_count", "wave_count"]
+__all__ = ["GemmPlan", "GpuDevice", "GpuMapping", "hbm_traffic", "tile_count", "wave_count"]

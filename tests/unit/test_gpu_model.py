@@ -21,16 +21,12 @@ from archsim.hw.base import Bound, DeviceModel, build_device
 from archsim.hw.gpu import GpuDevice, GpuMapping
 from archsim.ir.ops import Collective, Elementwise, attention, gemm
 from archsim.ir.tensor import NM, DType, Tensor, Unstructured
+from archsim.validate.readers import FLUSHED_DIRTY_L2_SHARE
 
 ROOT = Path(__file__).resolve().parents[2]
 H100_YAML = ROOT / "hwconfigs" / "h100.yaml"
 A100_YAML = ROOT / "hwconfigs" / "a100.yaml"
 H100_GEMMS = ROOT / "tests" / "data" / "h100_gemm.csv"
-
-# The flush before each measured rep is a memset of 256 MiB: it leaves part of L2 dirty, and the
-# GEMM then pays for writing those lines back. The share was fitted together with the efficiencies
-# in h100.yaml; it describes the measurement, not the GPU.
-FLUSHED_DIRTY_L2_SHARE = 0.23
 
 
 @pytest.fixture(scope="module")
