@@ -141,6 +141,14 @@ class GpuEfficiency(StrictModel):
             "metadata (tuned, searched algorithm); defaults to 'hbm'."
         ),
     )
+    grouped_tensor: Fraction | None = Field(
+        default=None,
+        description=(
+            "Share of dense tensor-core peak in grouped GEMMs (one kernel over many groups, e.g. "
+            "MoE experts: per-group TMA descriptors and a tile scheduler that walks the groups); "
+            "defaults to 'tensor'."
+        ),
+    )
     sparse_hbm_default_algorithm: Fraction | None = Field(
         default=None,
         description=(
@@ -194,6 +202,15 @@ class GpuConfig(_DeviceBase):
         description=(
             "Host time of one device-to-host synchronization (a data-dependent shape such as "
             "nonzero), on top of waiting for the GPU queue to drain."
+        ),
+    )
+    host_alloc_s: Seconds = Field(
+        default=0.0,
+        alias="host_alloc",
+        description=(
+            "Host time an eager framework op spends beyond 'host_launch' (which is measured with "
+            "an in-place op on one element): allocating its output from the caching allocator, "
+            "argument and shape checks."
         ),
     )
     sparse_kernel_overhead_s: Seconds = Field(

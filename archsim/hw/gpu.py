@@ -269,6 +269,11 @@ class GpuDevice:
         return self.config.host_launch_s
 
     @property
+    def host_alloc_s(self) -> float:
+        """Host time of an eager op beyond its bare launch (from the config)."""
+        return self.config.host_alloc_s
+
+    @property
     def host_sync_s(self) -> float:
         """Host time of one device-to-host synchronization (from the config)."""
         return self.config.host_sync_s
@@ -589,7 +594,10 @@ class GpuDevice:
         """
         cfg = self.config
         sms = cfg.sm_count
-        sm_flops = cfg.tensor_flops_per_s[op.dtype] * self._tensor_efficiency(op.dtype) / sms
+        grouped_eff = cfg.efficiency.grouped_tensor
+        if grouped_eff is None:
+            grouped_eff = self._tensor_efficiency(op.dtype)
+        sm_flops = cfg.tensor_flops_per_s[op.dtype] * grouped_eff / sms
         hbm_read, hbm_write, from_l2 = self._hbm_traffic(op, mapping)
         best: tuple[float, float, float, TileShape, int] | None = None
         for tile in cfg.tile_shapes:

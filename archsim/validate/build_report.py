@@ -27,8 +27,8 @@ from archsim.validate.report import _described, is_trace_file, validate
 MISSES = {
     "sparse24": "cuSPARSELt's default algorithm at small M runs below the fitted bandwidth share "
     "in ways that one share per algorithm does not follow across N",
-    "moe_grouped": "host-bound launches of routing/bookkeeping ops cost more than a bare 11 us "
-    "launch, and run-to-run variation reaches 35 % (README section 6)",
+    "moe_grouped": "host-bound rows (64 experts, T <= 32) vary up to 35 % run to run (README "
+    "section 6); the op list of the routing and bookkeeping steps is approximated",
     "moe_naive": "host-bound; run-to-run variation 10-30 % (README section 6)",
     "attention_decode": "split count and combine cost of the backend's split-KV heuristic are "
     "approximated",

@@ -130,6 +130,8 @@ def predict_ops(
         raise ArchsimError(f"host launch time must be >= 0 s, got {host_launch_s}")
     context = context or KernelContext()
     sync_s = float(getattr(device, "host_sync_s", 0.0))
+    # an eager op that allocates its output costs the host more than the bare launch
+    alloc_s = float(getattr(device, "host_alloc_s", 0.0)) if host_launch_s > 0 else 0.0
     syncs = set(host_syncs)
     host_s = -queue_head_start_s  # when the host issues the next launch
     gpu_end_s = 0.0  # when the GPU finishes the last issued kernel
@@ -143,7 +145,7 @@ def predict_ops(
         if eager_multi_kernel and host_launch_s > 0:
             start_s = max(host_s, gpu_end_s)
             queued = position > 0 and host_s <= gpu_end_s
-            host_s += host_launch_s
+            host_s += host_launch_s + alloc_s
         else:
             start_s = gpu_end_s
             queued = position > 0 and (graph or eager_multi_kernel)

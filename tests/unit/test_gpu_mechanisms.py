@@ -149,6 +149,23 @@ def test_eager_sequence_slower_than_graph(h100: GpuDevice) -> None:
     assert graph < sum(h100.cost(op).latency_s for op in ops)
 
 
+def test_host_bound_eager_sequence_pays_launch_and_allocation_per_op(h100: GpuDevice) -> None:
+    # tiny kernels: the host issuing them is the bottleneck, not the GPU
+    ops = [gemm(f"g{i}", 1, 256, 256) for i in range(40)]
+    per_op_s = h100.host_launch_s + h100.host_alloc_s
+    assert h100.host_alloc_s > 0
+    eager = predict_ops(ops, h100, eager_multi_kernel=True).latency_s
+    assert eager == pytest.approx(39 * per_op_s + h100.cost(ops[-1]).latency_s, rel=0.05)
+
+
+def test_grouped_gemm_runs_below_dense_tensor_share(h100: GpuDevice) -> None:
+    # compute-bound: 8 experts of 2048 rows each against one dense GEMM of all 16384 rows
+    grouped = h100.cost(grouped_gemm("g", (2048,) * 8, 4096, 4096)).latency_s
+    dense = h100.cost(gemm("d", 8 * 2048, 4096, 4096), GpuMapping()).latency_s
+    # h100.yaml: grouped share 0.7 against the dense 0.82
+    assert 1.1 < grouped / dense < 1.3
+
+
 def test_head_dim_64_prefill_costs_more_than_half_of_head_dim_128(h100: GpuDevice) -> None:
     def t(head_dim: int) -> float:
         op = attention(
@@ -201,8 +218,7 @@ TARGETS = [
     ("sdpa.csv", "attention_prefill", 10.0, None),
     ("sdpa.csv", "attention_decode", 10.0, None),
     ("moe.csv", "moe_naive", 15.0, None),
-    # above target: host-bound routing at 64 experts, T <= 32, varies 35 % run to run (19.7 %)
-    ("moe.csv", "moe_grouped", 22.0, None),
+    ("moe.csv", "moe_grouped", 10.0, None),
     ("layer.csv", "layer", 10.0, None),
     ("trace_layer_prefill_B1_S2048.json.gz", "gemm", 10.0, None),
     ("trace_layer_prefill_B1_S2048.json.gz", "attention_prefill", 10.0, None),
@@ -218,9 +234,10 @@ HOLDOUT_TARGETS = [
     ("bmm.csv", "bmm", 10.0, None),
     ("sdpa.csv", "attention_prefill", 10.0, None),
     ("sdpa.csv", "attention_decode", 10.0, None),
-    # above target: host-bound eager paths (README_measurements: 15 % naive, 2x grouped run to run)
-    ("moe.csv", "moe_naive", 30.0, None),
-    ("moe.csv", "moe_grouped", 27.0, None),
+    # naive above target: its host ran launches at 6.6 us (hold-out facts.csv), not the 11.2 us
+    # of the development host that h100.yaml carries (currently 18.4 %)
+    ("moe.csv", "moe_naive", 20.0, None),
+    ("moe.csv", "moe_grouped", 10.0, None),
 ]
 
 
