@@ -54,7 +54,7 @@ def run_local(
 
     try:
         if jobs <= 1 or len(points) <= 1:
-            for chunk in _chunks(points, 8):
+            for chunk in _chunks(points, _chunk_size(len(points), 1)):
                 done(chunk, evaluate_points(chunk, mapper_name))
         else:
             methods = multiprocessing.get_all_start_methods()
