@@ -79,7 +79,9 @@ class TileShape(StrictModel):
 class GpuEfficiency(StrictModel):
     """Fractions of datasheet peaks that well-tuned kernels reach; fitted to measurements."""
 
-    tensor: Fraction = Field(description="Sustained share of dense tensor-core peak in large GEMMs.")
+    tensor: Fraction = Field(
+        description="Sustained share of dense tensor-core peak in large GEMMs."
+    )
     tensor_by_dtype: dict[DType, Fraction] = Field(
         default_factory=dict,
         description=(
@@ -89,7 +91,9 @@ class GpuEfficiency(StrictModel):
     )
     hbm: Fraction = Field(description="Sustained share of HBM bandwidth in streaming kernels.")
     l2: Fraction = Field(default=0.8, description="Sustained share of L2 bandwidth.")
-    vector: Fraction = Field(default=0.6, description="Sustained share of the non-tensor FP32 peak.")
+    vector: Fraction = Field(
+        default=0.6, description="Sustained share of the non-tensor FP32 peak."
+    )
     attention: Fraction = Field(
         default=0.5,
         description=(
@@ -373,8 +377,6 @@ class LogicPimConfig(_DeviceBase):
         return self
 
 
-
-
 class DspChainConfig(StrictModel):
     """DSP slices cascaded into chains that reduce along K, with input multiplexers for sparsity."""
 
@@ -463,7 +465,9 @@ DeviceConfig = Annotated[
 class InterconnectConfig(StrictModel):
     """Link between devices of one machine (used when consecutive ops run on different devices)."""
 
-    bw_bytes_per_s: BytesPerSecond = Field(alias="bandwidth", description="Per-direction bandwidth.")
+    bw_bytes_per_s: BytesPerSecond = Field(
+        alias="bandwidth", description="Per-direction bandwidth."
+    )
     latency_s: Seconds = Field(alias="latency", description="Per-transfer latency.")
     energy_per_byte_j: Joules = Field(alias="energy_per_byte", description="Energy per byte moved.")
 
