@@ -77,14 +77,14 @@ def reproduce_cosma() -> Reproduction:
         "ilp_traffic_reduction_pct": Metric(
             paper=PAPER_ILP_REDUCTION_PCT,
             archsim=sum(r["reduction_pct"] for r in cnn) / len(cnn),
-            tolerance=0.2,
+            tolerance=0.15,
             unit="%",
             description="non-compulsory traffic cut vs the better of LRU/Belady, CNN graphs",
         ),
         "nas_traffic_reduction_pct": Metric(
             paper=PAPER_NAS_REDUCTION_PCT,
             archsim=rows["nas_cell"]["reduction_pct"],
-            tolerance=0.5,
+            tolerance=0.15,
             unit="%",
             description="divide and conquer on the NAS cell graph vs the better baseline",
         ),
