@@ -160,6 +160,14 @@ class GpuEfficiency(StrictModel):
             "defaults to 'sparse_hbm'."
         ),
     )
+    sparse_tensor_default_algorithm: Fraction | None = Field(
+        default=None,
+        description=(
+            "As 'sparse_tensor' for the library's default sparse algorithm (one kernel "
+            "configuration for every shape, not the fastest of a search); defaults to "
+            "'sparse_tensor'."
+        ),
+    )
 
 
 class GpuConfig(_DeviceBase):
@@ -223,6 +231,13 @@ class GpuConfig(_DeviceBase):
         description=(
             "Extra fixed GPU time of a 2:4 sparse GEMM call over a dense one (descriptor and "
             "metadata setup of the sparse library's kernel)."
+        ),
+    )
+    sparse_default_tile: TileShape | None = Field(
+        default=None,
+        description=(
+            "Output tile of the sparse library's default 2:4 algorithm (cuSPARSELt alg 0: one "
+            "kernel configuration, no split-K); None: the best of 'tile_shapes'."
         ),
     )
     efficiency: GpuEfficiency = Field(description="Calibrated shares of the peaks.")

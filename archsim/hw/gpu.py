@@ -254,6 +254,11 @@ class GpuDevice:
             "searched": config.hbm.bw_bytes_per_s * sparse_hbm,
             "default": config.hbm.bw_bytes_per_s * (eff.sparse_hbm_default_algorithm or sparse_hbm),
         }
+        # the default sparse algorithm is one kernel configuration, not the fastest of a search
+        self._sparse_tensor_eff = {
+            "searched": eff.sparse_tensor,
+            "default": eff.sparse_tensor_default_algorithm or eff.sparse_tensor,
+        }
         # per-instance cache: ops and mappings are frozen and hash structurally
         self._cost_cached = functools.lru_cache(maxsize=16384)(self._cost)
 
@@ -389,6 +394,8 @@ class GpuDevice:
         elif _is_two_four(op) and mapping.sparse_algorithm == "default":
             # the sparse library's default algorithm is one configuration without split-K
             splits = (1,)
+            if mapping.tile is None and self.config.sparse_default_tile is not None:
+                tiles = [self.config.sparse_default_tile]
         else:
             splits = tuple(s for s in _SPLIT_K_FACTORS if s == 1 or op.k / s >= _MIN_K_PER_SPLIT)
         best: GemmPlan | None = None
@@ -404,7 +411,11 @@ class GpuDevice:
         cfg = self.config
         warm_l2, dirty_l2_share = mapping.warm_l2, mapping.dirty_l2_share
         sparse = _is_two_four(op)
-        tensor_eff = cfg.efficiency.sparse_tensor if sparse else self._tensor_efficiency(op.dtype)
+        tensor_eff = (
+            self._sparse_tensor_eff[mapping.sparse_algorithm]
+            if sparse
+            else self._tensor_efficiency(op.dtype)
+        )
         sms = cfg.sm_count
         out_tiles = tile_count(op.m, op.n, op.batch, tile.m, tile.n)
         blocks = out_tiles * split

@@ -25,8 +25,8 @@ from archsim.validate.report import _described, is_trace_file, validate
 
 # What the model misses, per family, for the worst-rows table (README sections of the data).
 MISSES = {
-    "sparse24": "cuSPARSELt's default algorithm at small M runs below the fitted bandwidth share "
-    "in ways that one share per algorithm does not follow across N",
+    "sparse24": "cuSPARSELt's default algorithm (one fixed tile) speeds up from M=16 to M=256 "
+    "and slows again at M=512, a per-shape kernel behaviour one tile does not follow",
     "moe_grouped": "host-bound rows (64 experts, T <= 32) vary up to 35 % run to run (README "
     "section 6); the op list of the routing and bookkeeping steps is approximated",
     "moe_naive": "host-bound; run-to-run variation 10-30 % (README section 6)",
