@@ -15,9 +15,10 @@ from archsim.sim.system import SystemPlan, simulate_decode_step
 from archsim.workloads.models.presets import get_model
 
 TENSOR_PARALLEL = 2  # assumption: Mixtral-8x7B's 93 GB of bf16 weights need two 80 GB devices
-BATCH = 128  # assumption: see the report
+# assumption: the paper's configuration behind its headline figures could not be retrieved, so
+# the grid is fixed here and every metric is taken over all of it (no point of it is picked)
+BATCHES = (32, 64, 128)
 MEAN_CONTEXTS = (1024, 2048, 4096)  # assumption: contexts uniform in [c/2, 3c/2), seed 0
-OTHER_BATCHES = (32, 64)
 TOLERANCE = 0.15
 PAPER_SPEEDUP = 2.67  # [Duplex] abstract: up to 2.67x throughput over the GPU
 PAPER_ENERGY_REDUCTION = 0.42  # [Duplex] abstract: 42.03% lower energy
@@ -52,7 +53,7 @@ def compare(batch: int, mean_context: int) -> tuple[float, float]:
 @register_reproduction("duplex")
 def reproduce_duplex() -> Reproduction:
     rows = []
-    for batch in (*OTHER_BATCHES, BATCH):
+    for batch in BATCHES:
         for context in MEAN_CONTEXTS:
             speedup, saving = compare(batch, context)
             rows.append(
@@ -64,21 +65,20 @@ def reproduce_duplex() -> Reproduction:
                 }
             )
     table = pd.DataFrame(rows)
-    chosen = table[table.batch == BATCH]
     metrics = {
         "throughput_over_gpu_max": Metric(
             PAPER_SPEEDUP,
-            float(chosen.speedup.max()),
+            float(table.speedup.max()),
             TOLERANCE,
             "x",
-            "highest throughput gain over the H100 across the context lengths",
+            "highest throughput gain over the H100 across the whole grid ('up to')",
         ),
         "energy_reduction": Metric(
             PAPER_ENERGY_REDUCTION,
-            float(chosen.energy_reduction.mean()),
+            float(table.energy_reduction.mean()),
             TOLERANCE,
             "fraction",
-            "energy per token saved against the H100, mean over the context lengths",
+            "energy per token saved against the H100, mean over the whole grid",
         ),
     }
     doc = Document("Duplex reproduction")
@@ -98,10 +98,13 @@ def reproduce_duplex() -> Reproduction:
     doc.add(Heading("Assumptions"))
     doc.add(
         Paragraph(
-            f"The metrics use batch {BATCH}. The paper's batch for its headline number is not "
-            "known to us; the table shows batches 32 and 64 as well, where the model gives larger "
-            "gains because the MoE experts see few tokens each and run at Logic-PIM bandwidth. "
-            "Logic-PIM has 4x the external bandwidth over its TSVs and units sized for Op/B 8; "
+            "The model, batch and lengths behind the paper's headline figures (up to 2.67x, "
+            "42.03% less energy) could not be retrieved from the material available to us, so "
+            f"the grid (batches {', '.join(map(str, BATCHES))}; mean contexts "
+            f"{', '.join(map(str, MEAN_CONTEXTS))}) was fixed beforehand and the metrics read "
+            "off all of it: 'up to' is the grid's highest speedup, the energy saving its mean. "
+            "No batch or length was chosen after seeing the results. Logic-PIM has 4x the "
+            "external bandwidth over its TSVs and units sized for Op/B 8; "
             "its reads cost 60% of a full HBM access (duplex.yaml states each)."
         )
     )
@@ -121,6 +124,17 @@ def reproduce_duplex() -> Reproduction:
                     for n, m in metrics.items()
                 ]
             )
+        )
+    )
+    doc.add(Heading("Gaps"))
+    doc.add(
+        Paragraph(
+            "The highest speedup over the grid is well above 2.67x. It comes at batch 32, where "
+            "each expert sees a few tokens and runs on Logic-PIM at the assumed 4x TSV bandwidth "
+            "while the H100 is bound by loading weights. The model runs decode steps only; the "
+            "paper's continuous batching also runs prompts (prefill) on the xPU, which Logic-PIM "
+            "does not speed up and which dilutes the gain. The 4x TSV multiple is an assumption, "
+            "not a cited figure. Neither was tuned to the paper's number."
         )
     )
     return Reproduction(name="duplex", metrics=metrics, report=doc)

@@ -277,3 +277,38 @@ def test_taller_gemms_never_finish_sooner(n: int, k: int) -> None:
     device = npu()
     latencies = [device.cost(gemm("g", m, n, k)).latency_s for m in (1, 4, 16, 64, 256, 1024)]
     assert latencies == sorted(latencies)
+
+
+@pytest.mark.parametrize(
+    ("batch", "heads_kv", "kv_len"), [(64, 8, 4096), (256, 8, 512), (8, 2, 32768)]
+)
+def test_decode_attention_streams_kv_at_dram_bandwidth(
+    batch: int, heads_kv: int, kv_len: int
+) -> None:
+    # K/V streaming past stationary queries: 4 arrays x 128 bf16 per cycle is 1 KB/cycle, as fast
+    # as DRAM, so a large KV cache must take about its bytes over the DRAM bandwidth (1 TB/s),
+    # not the K/V-stationary mapping's one weight row per cycle plus per-GEMM fill and drain
+    op = attention(
+        "a",
+        batch=batch,
+        heads_q=4 * heads_kv,
+        heads_kv=heads_kv,
+        q_len=1,
+        kv_len=kv_len,
+        head_dim=128,
+        causal=False,
+    )
+    cost = npu().cost(op)
+    kv_bytes = op.k.stored_bytes + op.v.stored_bytes
+    bandwidth_s = kv_bytes / 1e12
+    assert bandwidth_s <= cost.latency_s <= 1.15 * bandwidth_s
+    assert cost.bound is Bound.MEMORY
+    assert "kv-streaming" in cost.notes
+
+
+def test_prefill_attention_keeps_kv_stationary() -> None:
+    # with thousands of query rows each K block is reused, so loading it as the stationary operand wins
+    op = attention(
+        "a", batch=1, heads_q=32, heads_kv=32, q_len=2048, kv_len=2048, head_dim=128, causal=False
+    )
+    assert "kv-stationary" in npu().cost(op).notes
