@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, PositiveFloat, model_validator
 
 from archsim.config.quantities import (
     Bytes,
@@ -238,6 +238,14 @@ class GpuConfig(_DeviceBase):
         description=(
             "Output tile of the sparse library's default 2:4 algorithm (cuSPARSELt alg 0: one "
             "kernel configuration, no split-K); None: the best of 'tile_shapes'."
+        ),
+    )
+    strided_elements_per_cycle_per_sm: PositiveFloat | None = Field(
+        default=None,
+        description=(
+            "Elements per clock per SM of an elementwise kernel whose inputs are not contiguous "
+            "(strided views): it loads one element at a time and computes each element's offsets "
+            "per dimension, so it runs at an element rate below the bandwidth; None: no limit."
         ),
     )
     efficiency: GpuEfficiency = Field(description="Calibrated shares of the peaks.")

@@ -38,7 +38,7 @@ from archsim.hw.gpu_attention import (
     decode_splits,
     prefill_compute_s,
 )
-from archsim.ir.ops import Attention, Gemm, GroupedGemm, MoeRouter, Op, gemm
+from archsim.ir.ops import Attention, Elementwise, Gemm, GroupedGemm, MoeRouter, Op, gemm
 from archsim.ir.tensor import NM, DType
 
 # Op kinds that a GPU runs as one bandwidth-bound kernel (one pass over inputs and outputs).
@@ -682,6 +682,11 @@ class GpuDevice:
         hbm_read, hbm_write, from_l2 = self._hbm_traffic(op, mapping)
         memory_s = streaming_time_s(hbm_read + hbm_write, from_l2, self._hbm_bw, self._l2_bw)
         compute_s = op.flops() / self._vector_flops
+        rate = self.config.strided_elements_per_cycle_per_sm
+        if isinstance(op, Elementwise) and not op.contiguous and rate is not None:
+            # strided inputs: one scalar load and an offset computation per element
+            elements_per_s = rate * self.config.sm_count * self.clock_hz
+            compute_s = max(compute_s, op.out.numel / elements_per_s)
         fixed_s = self._fixed(mapping)
         latency_s = fixed_s + max(memory_s, compute_s)
         return OpCost(

@@ -320,6 +320,9 @@ class Elementwise(Op):
     function: str
     ins: tuple[Tensor, ...]
     out: Tensor
+    # False when an input is a strided view (e.g. one half of a fused gate/up output): a kernel
+    # then computes each element's address instead of loading contiguous vectors
+    contiguous: bool = True
     kind: ClassVar[str] = "elementwise"
 
     def __post_init__(self) -> None:

@@ -185,6 +185,12 @@ def validate_trace(trace: ProfilerTrace, device: DeviceModel) -> Validation:
         for k in trace.kernels
     ]
     rows = pd.DataFrame.from_records(records)
+    first_of_iteration: set[int] = set()
+    seen: set[str | None] = set()
+    for position, kernel in enumerate(trace.kernels):
+        if kernel.kind == "kernel" and kernel.iteration not in seen:
+            seen.add(kernel.iteration)
+            first_of_iteration.add(position)
     for group in trace.groups:
         principal = trace.kernels[group.principal]
         group_us = sum(trace.kernels[m].measured_us for m in group.members)
@@ -199,10 +205,12 @@ def validate_trace(trace: ProfilerTrace, device: DeviceModel) -> Validation:
                 rows.at[member, "skip_reason"] = group.reason
             continue
         # profiler durations are kernel execution only; a layer's kernels run back to back, so
-        # a streaming kernel finds the activations the previous kernel wrote in L2
-        prediction = predict_ops(
-            group.ops, device, context=KernelContext(kernel_only=True, activations_in_l2=True)
-        )
+        # a streaming kernel finds the activations the previous kernel wrote in L2, except the
+        # first kernel of an iteration: it reads the iteration's input, which no kernel of the
+        # iteration wrote (a profiled loop feeds each call the same input tensor)
+        opens_iteration = group.principal in first_of_iteration
+        context = KernelContext(kernel_only=True, activations_in_l2=not opens_iteration)
+        prediction = predict_ops(group.ops, device, context=context)
         if prediction.latency_s is None:
             for member in group.members:
                 rows.at[member, "skip_reason"] = prediction.reason

@@ -420,6 +420,25 @@ class _Call:
             raise Unlowerable(f"{self.span.name}: input type {found!r} has no archsim dtype")
         return _TORCH_DTYPES[tensor_types[0]]
 
+    def contiguous(self) -> bool:
+        """False when a tensor input's ``Input Strides`` are not the row-major ones of its dims.
+
+        A trace without strides (older profilers) counts as contiguous.
+        """
+        strides = self.span.args.get("Input Strides")
+        if not isinstance(strides, list):
+            return True
+        for dims, stride in zip(self.dims, strides, strict=False):
+            if not dims or not isinstance(stride, list) or len(stride) != len(dims):
+                continue
+            expected = 1
+            for size, actual in zip(reversed(dims), reversed(stride), strict=True):
+                # a dimension of size 1 may carry any stride
+                if size != 1 and actual != expected:
+                    return False
+                expected *= size
+        return True
+
     def concrete(self, position: int) -> str:
         values = self.span.args.get("Concrete Inputs")
         if isinstance(values, list) and position < len(values):
@@ -552,7 +571,8 @@ def _elementwise(function: str) -> Callable[[_Call, str], tuple[Op, ...]]:
             # copy_(dst, src) reads the source and writes the destination once
             shapes = shapes[-1:]
         ins = tuple(Tensor(f"{name}.in{i}", s, dtype) for i, s in enumerate(shapes))
-        return (Elementwise(name, function, ins, Tensor(f"{name}.out", out, dtype)),)
+        out_tensor = Tensor(f"{name}.out", out, dtype)
+        return (Elementwise(name, function, ins, out_tensor, contiguous=call.contiguous()),)
 
     return lower
 
