@@ -314,7 +314,8 @@ def schema(which: str, out_file: Path | None) -> None:
     type=click.FloatRange(min=0.0),
     help=(
         "Host time per eager kernel launch (us), for eager multi-kernel rows; default: the "
-        "hwconfig's host_launch; 0: GPU time only."
+        "hwconfig's host_launch (the output also names the launch_host_rate of a facts.csv "
+        "beside MEASURED, for comparison); 0: GPU time only."
     ),
 )
 def validate(

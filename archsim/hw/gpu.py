@@ -18,6 +18,10 @@ GEMM, in the way cuBLAS heuristics pick a kernel:
   library rasterizes tiles so that a wave's panels stay resident;
 * split-K writes fp32 partial tiles and reduces them after the mainloop (through L2 when they
   fit, else HBM);
+* stream-K (the decomposition Hopper's cuBLAS and CUTLASS kernels offer besides data-parallel
+  tiles) spreads the tiles' K iterations evenly over all SMs, so a partial last wave costs its
+  share of a wave instead of a whole one; the SMs that end inside a tile hand fp32 partials to
+  the one that finishes it, written and read once through L2;
 * a fixed ``kernel_launch`` time and the HBM latency of the first load are added.
 
 Time is ``launch + latency + max(compute, memory) + reduction``; the bound is whichever of
@@ -51,6 +55,9 @@ _SPLIT_K_FACTORS = (1, 2, 3, 4, 6, 8, 12, 16)
 # A split-K slice keeps at least this many K elements: shorter slices would not fill the
 # multistage shared-memory pipeline (a few 64-wide K blocks).
 _MIN_K_PER_SPLIT = 256
+# Bytes of one K iteration of a mainloop stage: 64 bf16/fp16 or 128 fp8 elements (one 128-byte
+# swizzled row of a TMA-loaded operand tile); stream-K splits work at this granularity.
+_K_BLOCK_BYTES = 128
 # Partial sums of split-K are kept in fp32.
 _PARTIAL_BYTES = 4.0
 # Attention kernel libraries a mapping may name (efficiency.attention_by_backend keys).
@@ -133,6 +140,8 @@ class GemmPlan:
     hbm_read_bytes: float
     hbm_write_bytes: float
     l2_bytes: float
+    stream_k: bool = False
+    partial_bytes: float = 0.0
 
     @property
     def hbm_bytes(self) -> float:
@@ -400,14 +409,24 @@ class GpuDevice:
             splits = tuple(s for s in _SPLIT_K_FACTORS if s == 1 or op.k / s >= _MIN_K_PER_SPLIT)
         best: GemmPlan | None = None
         for tile in tiles:
-            for split in splits:
-                plan = self._gemm_plan(op, tile, split, mapping)
+            candidates = [self._gemm_plan(op, tile, split, mapping) for split in splits]
+            if mapping.split_k is None and not _is_two_four(op):
+                candidates.append(self._gemm_plan(op, tile, 1, mapping, stream_k=True))
+            for plan in candidates:
                 if best is None or plan.body_s < best.body_s:
                     best = plan
         assert best is not None  # tile_shapes has at least one entry
         return best
 
-    def _gemm_plan(self, op: Gemm, tile: TileShape, split: int, mapping: GpuMapping) -> GemmPlan:
+    def _gemm_plan(
+        self,
+        op: Gemm,
+        tile: TileShape,
+        split: int,
+        mapping: GpuMapping,
+        *,
+        stream_k: bool = False,
+    ) -> GemmPlan:
         cfg = self.config
         warm_l2, dirty_l2_share = mapping.warm_l2, mapping.dirty_l2_share
         sparse = _is_two_four(op)
@@ -431,6 +450,18 @@ class GpuDevice:
         )
         k_slice = -(-op.k // split)
         compute_s = waves * 2.0 * tile.m * tile.n * k_slice / sm_flops
+        # stream-K: every SM runs an equal share of all tiles' K iterations; a tile whose
+        # iterations span several SMs is summed from fp32 partials, one per SM that stops
+        # inside it (at most one per SM)
+        stream_partials = 0
+        if stream_k:
+            k_block = max(1, int(_K_BLOCK_BYTES / op.dtype.size_bytes))
+            k_iterations = -(-op.k // k_block)
+            units = out_tiles * k_iterations
+            compute_s = -(-units // sms) * 2.0 * tile.m * tile.n * k_block / sm_flops
+            if out_tiles % sms:
+                blocks = min(units, sms)
+                stream_partials = min(out_tiles * (k_iterations - 1), sms)
 
         # compulsory traffic, plus the panel re-reads that L2 serves
         a_bytes, b_bytes = op.a.stored_bytes, op.b.stored_bytes
@@ -452,8 +483,13 @@ class GpuDevice:
         l2_bw = min(self._l2_bw, active_sms * self._per_sm_bw)
         memory_s = streaming_time_s(hbm_read + hbm_write, from_l2, hbm_bw, l2_bw)
 
-        # split-K: each slice writes an fp32 partial tile, then the partials are summed
+        # stream-K fixup: each partial tile is written once and read once by the finishing SM
         reduction_s = 0.0
+        partial_bytes = stream_partials * tile.m * tile.n * _PARTIAL_BYTES
+        if stream_partials:
+            l2_reads += partial_bytes
+            reduction_s = 2.0 * partial_bytes / self._l2_bw
+        # split-K: each slice writes an fp32 partial tile, then the partials are summed
         if split > 1:
             # every partial is written once and read back once
             partial_bytes = split * op.batch * op.m * op.n * _PARTIAL_BYTES
@@ -476,6 +512,8 @@ class GpuDevice:
             hbm_read_bytes=hbm_read,
             hbm_write_bytes=hbm_write,
             l2_bytes=l2_reads + from_l2,
+            stream_k=stream_k,
+            partial_bytes=partial_bytes,
         )
 
     def _gemm_cost(self, op: Gemm, mapping: GpuMapping) -> OpCost:
@@ -486,9 +524,7 @@ class GpuDevice:
         latency_s = fixed_s + plan.body_s
         bound = _bound(plan.compute_s, plan.memory_s + plan.reduction_s, fixed_s)
         macs = op.flops() / 2.0 / _sparse_tensor_core_speedup(op)
-        l2_written = op.out.stored_bytes
-        if plan.split_k > 1:
-            l2_written += plan.split_k * op.batch * op.m * op.n * _PARTIAL_BYTES
+        l2_written = op.out.stored_bytes + plan.partial_bytes
         return OpCost(
             latency_s=latency_s,
             cycles=latency_s * self.clock_hz,
@@ -505,7 +541,9 @@ class GpuDevice:
                 "write.l2": l2_written,
             },
             notes=(
-                f"tile {plan.tile_m}x{plan.tile_n}, {plan.waves:.2f} waves, split-k {plan.split_k}"
+                f"tile {plan.tile_m}x{plan.tile_n}, {plan.waves:.2f} waves, "
+                + f"split-k {plan.split_k}"
+                + (", stream-k" if plan.stream_k else "")
             ),
         )
 

@@ -5,7 +5,9 @@ reports/validation --also hwconfigs/h100.yaml tests/data/h100_holdout --also hwc
 tests/data/h200``; each ``--also`` pair adds a family table (hold-out shapes, another GPU).
 Every CSV (and profiler trace) in ``--data`` is validated with the same
 device; trace rows are reported as ``trace_<family>`` so that per-kernel errors stay apart from
-the CSV families.
+the CSV families. Eager multi-kernel rows take the machine file's ``host_launch``; the report
+names it and, where the measured set keeps a ``facts.csv``, its host's bare launch time
+(:func:`archsim.validate.report.host_launch_for` says why that one is not applied).
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from archsim.report.document import Code, Document, Heading, Image, Paragraph, T
 from archsim.validate.metrics import family_metrics, worst_rows
 from archsim.validate.plot import scatter_plot
 from archsim.validate.predict import select_device
-from archsim.validate.report import _described, is_trace_file, validate
+from archsim.validate.readers import FACTS_FILE
+from archsim.validate.report import _described, host_launch_for, is_trace_file, validate
 
 # What the model misses, per family, for the worst-rows table (README sections of the data).
 MISSES = {
@@ -44,10 +47,19 @@ MISSES = {
 _NOT_MEASURED = frozenset({"device_facts.json"})
 
 
-def _validate_dir(hw: Path, data: Path) -> tuple[str, pd.DataFrame, pd.DataFrame]:
-    """Validate every measured file under ``data`` on ``hw``: (device name, compared, described)."""
+def _validate_dir(hw: Path, data: Path) -> tuple[str, pd.DataFrame, pd.DataFrame, str]:
+    """Validate every measured file under ``data`` on ``hw``.
+
+    Returns the device name, the compared rows, their descriptions and a sentence saying which
+    host launch time the eager rows were predicted with.
+    """
     machine = load_machine(hw)
     device = select_device(Machine.from_config(machine.config), None)
+    host_s, host_source = host_launch_for(data / FACTS_FILE, device)
+    host_note = (
+        f"Host launch time for eager multi-kernel rows: {host_s * 1e6:.2f} µs (from "
+        f"{host_source.replace('config', f'{hw} host_launch', 1)})."
+    )
     frames = []
     for path in sorted(data.iterdir()):
         if path.name in _NOT_MEASURED or not (path.suffix == ".csv" or is_trace_file(path)):
@@ -65,7 +77,7 @@ def _validate_dir(hw: Path, data: Path) -> tuple[str, pd.DataFrame, pd.DataFrame
         [f[0][["family", "measured_us", "predicted_us", "ape_pct"]] for f in frames]
     )
     described = pd.concat([f[1] for f in frames])
-    return machine.config.name, compared, described
+    return machine.config.name, compared, described, host_note
 
 
 def _family_table(compared: pd.DataFrame) -> Table:
@@ -90,7 +102,7 @@ def build(
 
     Each ``(hw, data)`` pair of ``also`` (a hold-out set, another GPU) adds its own family table.
     """
-    name, compared, described = _validate_dir(hw, data)
+    name, compared, described, host_note = _validate_dir(hw, data)
     out_dir.mkdir(parents=True, exist_ok=True)
     png = scatter_plot(compared, out_dir / f"{name}_scatter.png", f"{name}: predicted vs measured")
     doc = Document(f"GPU model validation: {name}")
@@ -100,7 +112,7 @@ def build(
             f"Measured files: {data}. APE is |predicted - measured| / measured in percent; "
             "'within 10 %' is the share of rows with APE <= 10 %. Eager 2:4 sparse rows are "
             "skipped (host-side dispatch, README section 3); layer_eager rows include host "
-            "dispatch time and are reported apart from the CUDA-graph layer rows."
+            "dispatch time and are reported apart from the CUDA-graph layer rows. " + host_note
         )
     )
     doc.add(Heading("Error by family"))
@@ -111,12 +123,13 @@ def build(
     worst["what the model misses"] = worst["family"].map(MISSES).fillna("")
     doc.add(Table(worst.round(1)))
     for other_hw, other_data in also:
-        other_name, other_compared, _ = _validate_dir(other_hw, other_data)
+        other_name, other_compared, _, other_host_note = _validate_dir(other_hw, other_data)
         doc.add(Heading(f"Error by family: {other_data} on {other_name}"))
         doc.add(
             Paragraph(
                 f"Measured files: {other_data} (shapes absent from {data}; "
-                f"tests/data/README_measurements.md), predicted with {other_hw} unchanged."
+                f"tests/data/README_measurements.md), predicted with {other_hw} unchanged. "
+                + other_host_note
             )
         )
         doc.add(_family_table(other_compared))

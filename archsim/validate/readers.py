@@ -161,6 +161,50 @@ def read_measured_csv(path: Path) -> MeasuredTable:
     return MeasuredTable(str(path), frame, tuple(lowered), tuple(skipped))
 
 
+# The facts file that a measured set keeps beside its CSVs, and its row that times the host:
+# ``Tensor.add_`` on one element launched eagerly 2000 times, host wall time per launch
+# (tests/data/README_measurements.md, "Facts"). Host launch time belongs to the host CPU, driver
+# and framework build that made the measurement, not to the GPU.
+FACTS_FILE = "facts.csv"
+_HOST_LAUNCH_FACT = "launch_host_rate"
+
+
+def read_host_launch_s(facts_path: Path) -> float | None:
+    """Host wall time per eager kernel launch measured in a facts CSV.
+
+    Parameters
+    ----------
+    facts_path:
+        A ``facts.csv`` in the measured-CSV schema.
+
+    Returns
+    -------
+    float or None
+        Seconds per launch (the ``launch_host_rate`` row's ``median_us``), or None when the file
+        has no usable row of that name.
+    """
+    try:
+        frame = pd.read_csv(facts_path)
+    except (OSError, ValueError) as exc:
+        raise ArchsimError(f"{facts_path}: cannot read as CSV ({exc})") from exc
+    if not {"op", "median_us"} <= set(frame.columns):
+        return None
+    rows = frame[frame["op"] == _HOST_LAUNCH_FACT]
+    if "status" in rows.columns:
+        rows = rows[rows["status"].fillna("ok") == "ok"]
+    times_us = pd.to_numeric(rows["median_us"], errors="coerce").dropna()
+    times_us = times_us[times_us > 0]
+    if times_us.empty:
+        return None
+    return float(times_us.iloc[0]) * 1e-6
+
+
+def facts_beside(measured_path: Path) -> Path | None:
+    """The ``facts.csv`` in the directory of a measured file, if there is one."""
+    facts = measured_path.parent / FACTS_FILE
+    return facts if facts.is_file() else None
+
+
 def lower_row(index: int, row: pd.Series) -> LoweredRow | SkippedRow:
     """Lower one CSV row, or say why it is skipped."""
     op_name = str(row["op"])

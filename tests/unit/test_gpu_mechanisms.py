@@ -38,6 +38,19 @@ def test_split_k_chosen_for_skinny_shapes(h100: GpuDevice) -> None:
     assert h100.plan_gemm(gemm("g", 8192, 8192, 8192)).split_k == 1
 
 
+def test_stream_k_fills_a_partial_wave(h100: GpuDevice) -> None:
+    # 72 tiles of 128x256 on 132 SMs: data-parallel tiles leave 60 SMs idle for the whole K loop
+    op = gemm("g", 3000, 768, 3072)
+    plan = h100.plan_gemm(op)
+    assert plan.stream_k and plan.partial_bytes > 0
+    data_parallel = min(h100.plan_gemm(op, GpuMapping(split_k=s)).body_s for s in (1, 2, 3, 4))
+    # measured on the hold-out set (tests/data/h100_holdout/gemm.csv): 23.5 us L2-warm
+    assert plan.body_s < 0.8 * data_parallel
+    # an imposed split-K is honoured, and sparse GEMMs keep their library's own decomposition
+    assert not h100.plan_gemm(op, GpuMapping(split_k=1)).stream_k
+    assert not h100.plan_gemm(gemm("g", 4096, 4096, 4096)).partial_bytes
+
+
 def test_gemv_time_tracks_bytes_over_bandwidth(h100: GpuDevice) -> None:
     small, large = gemm("g", 1, 4096, 14336), gemm("g", 1, 16384, 14336)
     t_small, t_large = h100.cost(small).latency_s, h100.cost(large).latency_s
@@ -102,8 +115,9 @@ def test_strided_elementwise_runs_at_an_element_rate_not_bandwidth(h100: GpuDevi
 
     kernel = GpuMapping(kernel_only=True)
     strided = h100.cost(silu(False), kernel).latency_s
-    # measured (layer_profile_kernels.csv): the strided SiLU takes 85 us, 1.4 TB/s on its bytes
-    assert strided > 2.0 * h100.cost(silu(True), kernel).latency_s
+    # measured (layer_profile_kernels.csv): the strided SiLU takes 85 us, 1.4 TB/s on its bytes,
+    # about half the 2.7 TB/s a contiguous kernel streams from HBM
+    assert strided > 1.8 * h100.cost(silu(True), kernel).latency_s
     assert strided == pytest.approx(85e-6, rel=0.1)
 
 
@@ -273,15 +287,14 @@ TARGETS = [
 
 # The same families on the hold-out shapes (tests/data/h100_holdout), never used in a fit.
 HOLDOUT_TARGETS = [
-    # p90 above target: fp8 and mid-size squares (currently 18.7 %)
-    ("gemm.csv", "gemm", 5.0, 20.0),
+    ("gemm.csv", "gemm", 5.0, 15.0),
     ("gemm.csv", "gemm_skinny", 10.0, None),
     ("sparse.csv", "sparse24", 10.0, None),
     ("bmm.csv", "bmm", 10.0, None),
     ("sdpa.csv", "attention_prefill", 10.0, None),
     ("sdpa.csv", "attention_decode", 10.0, None),
-    # naive above target: its host ran launches at 6.6 us (hold-out facts.csv), not the 11.2 us
-    # of the development host that h100.yaml carries (currently 18.4 %)
+    # naive above target (currently 19.1 %): the model runs these loops too fast; the hold-out
+    # host's faster bare launch (6.6 us in its facts.csv against 11.2 us) would make it worse
     ("moe.csv", "moe_naive", 20.0, None),
     ("moe.csv", "moe_grouped", 10.0, None),
 ]

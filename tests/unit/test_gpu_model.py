@@ -121,10 +121,11 @@ def test_wave_quantization_single_tile(h100_raw: dict) -> None:
 
 
 def test_wave_quantization_with_tile_choice(h100: GpuDevice) -> None:
-    # with every tile shape and split-K available the step is softer but still there
+    # with every tile shape, split-K and stream-K available the step is softer but still there:
+    # stream-K spreads the extra row of tiles over all SMs and pays for their fp32 partials
     before = h100.cost(gemm("g", 11 * 128, 12 * 128, 8192))
     after = h100.cost(gemm("g", 11 * 128 + 1, 12 * 128, 8192))
-    assert after.latency_s / before.latency_s > 1.25
+    assert 1.05 < after.latency_s / before.latency_s < 1.25
     assert before.bound is Bound.COMPUTE
 
 

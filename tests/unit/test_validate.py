@@ -289,7 +289,7 @@ def test_cli_validate_json_shape(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "NaN" not in done.stdout
     body = json.loads(done.stdout)
-    assert set(body) == {"rows", "families", "overall"}
+    assert set(body) == {"rows", "families", "overall", "host_launch"}
     columns = set(pd.read_csv(MIX).columns)
     assert len(body["rows"]) == len(pd.read_csv(MIX))
     for row in body["rows"]:
