@@ -42,6 +42,7 @@ from archsim.ir.ops import (
     Softmax,
 )
 from archsim.ir.tensor import DType, Tensor
+from archsim.kernels import gemm_plan
 from archsim.kernels.tile_pipeline import simulate_tile_pipeline
 
 # Partial sums are kept at fp32 width across the k loop, as MXU-style arrays accumulate in fp32.
@@ -113,6 +114,30 @@ def _extents(total: int, tile: int) -> np.ndarray:
 
 def _elem_bytes(tensor: Tensor) -> float:
     return tensor.stored_bytes / tensor.numel
+
+
+def _gemm_run(run: np.ndarray) -> _GemmRun:
+    """A :class:`_GemmRun` from a run vector of ``archsim.kernels.gemm_plan``."""
+    g = gemm_plan
+    return _GemmRun(
+        tiling=GemmTiling(
+            int(run[g.R_TILE_M]),
+            int(run[g.R_TILE_N]),
+            int(run[g.R_TILE_K]),
+            int(run[g.R_BUFFERS]),
+            g.LOOP_ORDERS[int(run[g.R_LOOP_ORDER])],
+        ),
+        tiles=int(run[g.R_TILES]),
+        cycles=float(run[g.R_CYCLES]),
+        stall_cycles=float(run[g.R_STALL_CYCLES]),
+        compute_cycles=float(run[g.R_COMPUTE_CYCLES]),
+        load_cycles=float(run[g.R_LOAD_CYCLES]),
+        store_cycles=float(run[g.R_STORE_CYCLES]),
+        dram_read_bytes=float(run[g.R_DRAM_READ_BYTES]),
+        dram_write_bytes=float(run[g.R_DRAM_WRITE_BYTES]),
+        sp_read_bytes=float(run[g.R_SP_READ_BYTES]),
+        sp_write_bytes=float(run[g.R_SP_WRITE_BYTES]),
+    )
 
 
 @register_device("npu")
@@ -244,75 +269,6 @@ class NpuDevice:
     def _macs_per_pe(self, dtype: DType) -> int:
         return self.config.macs_per_pe_per_cycle[dtype]
 
-    def _array_cycles(
-        self, tile_m: np.ndarray, tile_n: np.ndarray, tile_k: np.ndarray, macs_per_pe: int
-    ) -> np.ndarray:
-        """Cycles the arrays need for tiles of the given sizes (elementwise over arrays).
-
-        The tile is cut into blocks the size of one array; blocks are dealt out over the arrays.
-        A PE doing several MACs per cycle reduces that many consecutive ``k`` elements at once.
-
-        * WS: a block holds ``rows*macs_per_pe x cols`` weights; ``tile_m`` activation rows stream
-          through it, one per cycle. Loading the next block's weights (one row per cycle) is
-          double-buffered behind the stream, so a block costs ``max(tile_m, rows)`` cycles.
-        * OS: a block holds ``rows x cols`` outputs; ``tile_k / macs_per_pe`` operand steps stream
-          through, and draining the outputs (``rows`` cycles) overlaps the next block.
-
-        Since a WS array takes in its stationary operand one row (``cols`` values) per cycle, a
-        GEMV can be limited by that rate rather than by DRAM when arrays are few or narrow.
-        Blocks left over after the full rounds are shared by all arrays (see below).
-        Filling and draining the array's skewed pipeline (``rows + cols`` cycles) is paid once
-        per tile, since blocks of one tile follow each other back to back.
-        """
-        rows, cols = self._rows, self._cols
-        if self.config.systolic_array.dataflow == "ws":
-            blocks = _ceil_div(tile_k, rows * macs_per_pe) * _ceil_div(tile_n, cols)
-            per_block = np.maximum(tile_m, rows)
-        else:
-            blocks = _ceil_div(tile_m, rows) * _ceil_div(tile_n, cols)
-            per_block = np.maximum(_ceil_div(tile_k, macs_per_pe), rows)
-        arrays = self._arrays
-        full_rounds = np.floor(blocks / arrays)
-        leftover = blocks - full_rounds * arrays
-        # the last, partial round shares its blocks over all arrays: for WS several arrays hold
-        # copies of one weight block and split its rows; for OS they split the reduction and
-        # add the partial sums. Each array still pays a full weight load (``rows`` cycles).
-        copies = np.floor(arrays / np.maximum(leftover, 1.0))
-        if self.config.systolic_array.dataflow == "ws":
-            shared = np.maximum(np.ceil(tile_m / copies), rows)
-        else:
-            shared = np.maximum(np.ceil(_ceil_div(tile_k, macs_per_pe) / copies), rows)
-        last_round = np.where(leftover > 0, shared, 0.0)
-        return full_rounds * per_block + last_round + (rows + cols)
-
-    def _operand_read_bytes(
-        self, tile_m: np.ndarray, tile_n: np.ndarray, tile_k: np.ndarray, p: _GemmProblem
-    ) -> np.ndarray:
-        """Scratchpad bytes the arrays read for one tile's operands."""
-        a_tile = tile_m * tile_k * p.a_elem_bytes
-        b_tile = tile_k * tile_n * p.b_elem_bytes
-        # the activation tile streams once per column block in both dataflows
-        a_reads = a_tile * _ceil_div(tile_n, self._cols)
-        # WS loads each weight into an array once per tile; OS streams it once per row block
-        ws = self.config.systolic_array.dataflow == "ws"
-        b_reads = b_tile if ws else b_tile * _ceil_div(tile_m, self._rows)
-        return a_reads + b_reads
-
-    def _tile_compute_cycles(
-        self,
-        tile_m: np.ndarray,
-        tile_n: np.ndarray,
-        tile_k: np.ndarray,
-        p: _GemmProblem,
-        macs_per_pe: int,
-    ) -> np.ndarray:
-        array = self._array_cycles(tile_m, tile_n, tile_k, macs_per_pe)
-        # the scratchpad ports must keep up with the arrays: operands in, the fp32 output tile out
-        # (partial sums accumulate beside the arrays within a tile, as in MXU result buffers)
-        traffic = self._operand_read_bytes(tile_m, tile_n, tile_k, p)
-        traffic = traffic + tile_m * tile_n * ACC_ELEM_BYTES
-        return np.maximum(array, traffic / self._sp_bytes_per_cycle)
-
     def _footprint(
         self,
         tile_m: float | np.ndarray,
@@ -326,144 +282,56 @@ class NpuDevice:
             tile_m, tile_n, tile_k, buffers, p.a_elem_bytes, p.b_elem_bytes, ACC_ELEM_BYTES
         )
 
-    def _traffic(
-        self, p: _GemmProblem, n_m: np.ndarray, n_n: np.ndarray, n_k: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """DRAM bytes read under each loop order (``n_outer``, ``m_outer``).
-
-        Without a split reduction, the outer loop's operand tile stays resident while the inner
-        loop runs; otherwise both operands are re-read for every output tile that needs them.
-        """
-        a_total = p.batch * p.m * p.k * p.a_elem_bytes if p.a_from_dram else 0.0
-        b_total = p.batch * p.k * p.n * p.b_elem_bytes
-        single_k = n_k == 1
-        n_outer = a_total * n_n + b_total * np.where(single_k, 1.0, n_m)
-        m_outer = a_total * np.where(single_k, 1.0, n_n) + b_total * n_m
-        return n_outer, m_outer
-
-    def _search_tilings(self, p: _GemmProblem, macs_per_pe: int) -> list[GemmTiling]:
-        """Best few double-buffered tilings by an analytic estimate (vectorized over candidates).
-
-        Candidates are power-of-two multiples of the array size along each dimension. The
-        estimate is the longer of two bounds on the pipeline: the first load then all compute, or
-        all DMA then the last compute; plus the last store. Compute sums full and ragged edge
-        tiles exactly; DMA setups and edge reuse are approximate, so the best few are replayed
-        through the kernel.
-        """
-        rows, cols = self._rows, self._cols
-        ms = power_of_two_candidates(p.m, rows)
-        ns = power_of_two_candidates(p.n, cols)
-        ks = power_of_two_candidates(p.k, rows * macs_per_pe, steps=9)
-        tm, tn, tk = (g.ravel().astype(np.float64) for g in np.meshgrid(ms, ns, ks, indexing="ij"))
-        fits = self._footprint(tm, tn, tk, 2, p) <= self.config.scratchpad.size_bytes
-        if not fits.any():
-            return []
-        tm, tn, tk = tm[fits], tn[fits], tk[fits]
-        n_m, n_n, n_k = _ceil_div(p.m, tm), _ceil_div(p.n, tn), _ceil_div(p.k, tk)
-        tiles = n_m * n_n * n_k * p.batch
-        # each dimension has (count - 1) full tiles and one last tile, possibly ragged
-        last_m, last_n, last_k = p.m - (n_m - 1) * tm, p.n - (n_n - 1) * tn, p.k - (n_k - 1) * tk
-        compute_total = np.zeros_like(tm)
-        for size_m, count_m in ((tm, n_m - 1), (last_m, 1.0)):
-            for size_n, count_n in ((tn, n_n - 1), (last_n, 1.0)):
-                for size_k, count_k in ((tk, n_k - 1), (last_k, 1.0)):
-                    per_tile = self._tile_compute_cycles(size_m, size_n, size_k, p, macs_per_pe)
-                    compute_total += count_m * count_n * count_k * per_tile
-        compute_total *= p.batch
-        last_compute = self._tile_compute_cycles(last_m, last_n, last_k, p, macs_per_pe)
-        n_outer, m_outer = self._traffic(p, n_m, n_n, n_k)
-        out_bytes = p.batch * p.m * p.n * p.out_elem_bytes if p.out_to_dram else 0.0
-        dram = np.minimum(n_outer, m_outer) + out_bytes
-        dma = dram / self._dram_bytes_per_cycle + tiles * self._setup_per_tile(2)
-        a_first = tm * tk * p.a_elem_bytes if p.a_from_dram else 0.0
-        first_load = (a_first + tk * tn * p.b_elem_bytes) / self._dram_bytes_per_cycle
-        last_store = (
-            last_m * last_n * p.out_elem_bytes if p.out_to_dram else 0.0
-        ) / self._dram_bytes_per_cycle
-        estimate = np.maximum(first_load + compute_total, dma + last_compute) + last_store
-        best = np.argsort(estimate, kind="stable")[:REPLAYED_CANDIDATES]
-        return [GemmTiling(int(tm[i]), int(tn[i]), int(tk[i]), buffers=2) for i in best]
-
     def _setup_per_tile(self, transfers: int | np.ndarray) -> np.ndarray:
         """DMA setup cycles for ``transfers`` descriptors; the engines start them in parallel."""
         return np.ceil(np.asarray(transfers, dtype=np.float64) / self.config.dma.engines) * (
             self._setup_cycles
         )
 
-    def _run_tiling(self, p: _GemmProblem, tiling: GemmTiling, macs_per_pe: int) -> _GemmRun:
-        """Replay every tile of ``p`` under ``tiling`` through the pipeline kernel."""
-        t = tiling.clipped(p.m, p.n, p.k)
-        ms, ns, ks = _extents(p.m, t.tile_m), _extents(p.n, t.tile_n), _extents(p.k, t.tile_k)
-        n_m, n_n, n_k = len(ms), len(ns), len(ks)
-        order = t.loop_order
-        if order is None:
-            n_outer, m_outer = self._traffic(p, np.array(n_m), np.array(n_n), np.array(n_k))
-            order = "n_outer" if float(n_outer) <= float(m_outer) else "m_outer"
-        # tile sizes on a (m, n, k) grid, then laid out in loop order with k innermost
-        tm = ms[:, None, None] * np.ones((1, n_n, n_k))
-        tn = ns[None, :, None] * np.ones((n_m, 1, n_k))
-        tk = ks[None, None, :] * np.ones((n_m, n_n, 1))
-        k_index = np.broadcast_to(np.arange(n_k)[None, None, :], tm.shape)
-        m_index = np.broadcast_to(np.arange(n_m)[:, None, None], tm.shape)
-        n_index = np.broadcast_to(np.arange(n_n)[None, :, None], tm.shape)
-        axes = (1, 0, 2) if order == "n_outer" else (0, 1, 2)
-        tm, tn, tk, k_index, m_index, n_index = (
-            np.transpose(x, axes).ravel() for x in (tm, tn, tk, k_index, m_index, n_index)
+    def _gemm_params(self, p: _GemmProblem, macs_per_pe: int) -> np.ndarray:
+        """The parameter vector of the GEMM plan kernels (``archsim.kernels.gemm_plan``).
+
+        The kernels model the arrays as the module docstring and :meth:`_gemm_cost` describe:
+        WS or OS blocks dealt over the arrays, fill and drain once per tile, the scratchpad port
+        keeping up with the operands and the fp32 output tile, and the analytic estimate that
+        ranks tilings before the best few are replayed tile by tile.
+        """
+        params = np.empty(gemm_plan.N_PARAMS)
+        params[gemm_plan.P_M], params[gemm_plan.P_N], params[gemm_plan.P_K] = p.m, p.n, p.k
+        params[gemm_plan.P_BATCH] = p.batch
+        params[gemm_plan.P_A_BYTES] = p.a_elem_bytes
+        params[gemm_plan.P_B_BYTES] = p.b_elem_bytes
+        params[gemm_plan.P_OUT_BYTES] = p.out_elem_bytes
+        params[gemm_plan.P_A_FROM_DRAM] = float(p.a_from_dram)
+        params[gemm_plan.P_OUT_TO_DRAM] = float(p.out_to_dram)
+        params[gemm_plan.P_ACC_BYTES] = ACC_ELEM_BYTES
+        params[gemm_plan.P_ROWS] = self._rows
+        params[gemm_plan.P_COLS] = self._cols
+        params[gemm_plan.P_ARRAYS] = self._arrays
+        params[gemm_plan.P_MACS_PER_PE] = macs_per_pe
+        params[gemm_plan.P_DATAFLOW] = gemm_plan.DATAFLOWS.index(
+            self.config.systolic_array.dataflow
         )
-        single_k = n_k == 1
-        load_a = np.full(tm.shape, p.a_from_dram)
-        load_b = np.ones(tm.shape, dtype=bool)
-        if single_k and order == "n_outer":
-            load_b = m_index == 0  # weight tile stays while the m tiles stream past
-        elif single_k and order == "m_outer":
-            load_a = load_a & (n_index == 0)
-        a_bytes = np.where(load_a, tm * tk * p.a_elem_bytes, 0.0)
-        b_bytes = np.where(load_b, tk * tn * p.b_elem_bytes, 0.0)
-        last_k = k_index == n_k - 1
-        out_bytes = np.where(last_k & p.out_to_dram, tm * tn * p.out_elem_bytes, 0.0)
-        transfers = load_a.astype(np.float64) + load_b
-        load = (a_bytes + b_bytes) / self._dram_bytes_per_cycle + np.where(
-            transfers > 0, self._setup_per_tile(transfers), 0.0
-        )
-        store = np.where(
-            out_bytes > 0, out_bytes / self._dram_bytes_per_cycle + self._setup_cycles, 0.0
-        )
-        compute = self._tile_compute_cycles(tm, tn, tk, p, macs_per_pe)
-        if p.batch > 1:
-            load, compute, store = (np.tile(x, p.batch) for x in (load, compute, store))
-        total, stall = simulate_tile_pipeline(
-            np.ascontiguousarray(load),
-            np.ascontiguousarray(compute),
-            np.ascontiguousarray(store),
-            t.buffers,
-        )
-        dram_read = float(a_bytes.sum() + b_bytes.sum()) * p.batch
-        dram_write = float(out_bytes.sum()) * p.batch
-        operand_reads = float(self._operand_read_bytes(tm, tn, tk, p).sum()) * p.batch
-        # DMA writes what it loads into the scratchpad and reads what it stores; the arrays read
-        # operands, write the fp32 output tile of every k tile and read it back on the next one
-        acc_bytes = tm * tn * ACC_ELEM_BYTES
-        acc_write = float(acc_bytes.sum()) * p.batch
-        acc_read = float(acc_bytes[k_index > 0].sum()) * p.batch
-        return _GemmRun(
-            tiling=GemmTiling(t.tile_m, t.tile_n, t.tile_k, t.buffers, order),
-            tiles=len(load),
-            cycles=float(total),
-            stall_cycles=float(stall),
-            compute_cycles=float(compute.sum()),
-            load_cycles=float(load.sum()),
-            store_cycles=float(store.sum()),
-            dram_read_bytes=dram_read,
-            dram_write_bytes=dram_write,
-            sp_read_bytes=operand_reads + acc_read + dram_write,
-            sp_write_bytes=dram_read + acc_write,
-        )
+        params[gemm_plan.P_DRAM_BYTES_PER_CYCLE] = self._dram_bytes_per_cycle
+        params[gemm_plan.P_SP_BYTES_PER_CYCLE] = self._sp_bytes_per_cycle
+        params[gemm_plan.P_SETUP_CYCLES] = self._setup_cycles
+        params[gemm_plan.P_DMA_ENGINES] = self.config.dma.engines
+        params[gemm_plan.P_CAPACITY_BYTES] = self.config.scratchpad.size_bytes
+        params[gemm_plan.P_REPLAYED] = REPLAYED_CANDIDATES
+        return params
 
     def _plan_gemm(
         self, p: _GemmProblem, dtype: DType, tiling: GemmTiling | None, op_name: str
     ) -> _GemmRun:
+        """The run of ``p`` under ``tiling``, or under the model's own best tiling if None.
+
+        The search ranks every double-buffered power-of-two multiple of the array size along
+        each dimension by an analytic estimate and replays the best ``REPLAYED_CANDIDATES``
+        through the tile pipeline, all in one kernel call.
+        """
         macs_per_pe = self._macs_per_pe(dtype)
         capacity = self.config.scratchpad.size_bytes
+        params = self._gemm_params(p, macs_per_pe)
         if tiling is not None:
             t = tiling.clipped(p.m, p.n, p.k)
             need = self._footprint(t.tile_m, t.tile_n, t.tile_k, t.buffers, p)
@@ -473,16 +341,30 @@ class NpuDevice:
                     f"{need / 2**20:.2f} MiB of scratchpad with {t.buffers} buffer(s), more than "
                     f"the {capacity / 2**20:.2f} MiB available; use smaller tiles or one buffer"
                 )
-            return self._run_tiling(p, t, macs_per_pe)
-        candidates = self._search_tilings(p, macs_per_pe)
-        if not candidates:
+            order = (
+                gemm_plan.AUTO_LOOP_ORDER
+                if t.loop_order is None
+                else gemm_plan.LOOP_ORDERS.index(t.loop_order)
+            )
+            run = gemm_plan.run_tiling(
+                float(t.tile_m), float(t.tile_n), float(t.tile_k), t.buffers, order, params
+            )
+            return _gemm_run(run)
+        run = gemm_plan.plan_gemm(
+            np.asarray(power_of_two_candidates(p.m, self._rows), dtype=np.float64),
+            np.asarray(power_of_two_candidates(p.n, self._cols), dtype=np.float64),
+            np.asarray(
+                power_of_two_candidates(p.k, self._rows * macs_per_pe, steps=9), dtype=np.float64
+            ),
+            params,
+        )
+        if run[gemm_plan.R_TILE_M] == 0:
             smallest = self._footprint(1, min(p.n, self._cols), min(p.k, self._rows), 2, p)
             raise InfeasibleError(
                 f"{self.name}: scratchpad {capacity / 2**20:.2f} MiB cannot hold even the "
                 f"smallest double-buffered tile of gemm '{op_name}' ({smallest / 2**20:.2f} MiB)"
             )
-        runs = [self._run_tiling(p, t, macs_per_pe) for t in candidates]
-        return min(runs, key=lambda r: r.cycles)
+        return _gemm_run(run)
 
     def _gemm_problem(self, op: Gemm) -> _GemmProblem:
         # a weight shared across the batch makes the batch one taller GEMM
