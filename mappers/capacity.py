@@ -6,6 +6,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from archsim.hw.machine import Machine
+from archsim.ir.graph import OpGraph
 from archsim.ir.ops import Attention
 from archsim.mappers.schedule import Infeasible, ScheduledOp
 
@@ -31,10 +32,27 @@ def resident_bytes_by_device(entries: Iterable[ScheduledOp]) -> dict[str, float]
 
 def check_capacity(entries: Iterable[ScheduledOp], machine: Machine) -> Infeasible | None:
     for device, needed in resident_bytes_by_device(entries).items():
-        capacity = machine.devices[device].memory_capacity_bytes()
-        if needed > capacity:
-            return Infeasible(
-                f"{device}: memory {capacity / 2**30:.1f} GiB < {needed / 2**30:.1f} GiB needed "
-                "by weights and KV cache"
-            )
+        infeasible = _check_device(machine, device, needed)
+        if infeasible is not None:
+            return infeasible
+    return None
+
+
+def check_graph_capacity(graph: OpGraph, machine: Machine, device: str) -> Infeasible | None:
+    """:func:`check_capacity` for a schedule that puts every op of ``graph`` on ``device``.
+
+    The resident bytes depend on the graph only, which keeps them across the design points of a
+    sweep (:meth:`OpGraph.resident_tensors`).
+    """
+    tensors, needed = graph.resident_tensors()
+    return _check_device(machine, device, needed) if tensors else None
+
+
+def _check_device(machine: Machine, device: str, needed: float) -> Infeasible | None:
+    capacity = machine.devices[device].memory_capacity_bytes()
+    if needed > capacity:
+        return Infeasible(
+            f"{device}: memory {capacity / 2**30:.1f} GiB < {needed / 2**30:.1f} GiB needed "
+            "by weights and KV cache"
+        )
     return None

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from archsim.ir.ops import Op
+from archsim.ir.ops import Attention, Op
 from archsim.ir.tensor import Tensor
 
 
@@ -40,6 +40,9 @@ class OpGraph:
         self.name = name
         self._ops: list[Op] = []
         self._graph = nx.DiGraph()
+        # derived once on first use: sweeps ask again for every design point
+        self._distinct: tuple[Op, ...] | None = None
+        self._resident: tuple[tuple[Tensor, ...], float] | None = None
         producer: dict[str, str] = {}
         for op in ops:
             if op.name in self._graph:
@@ -81,6 +84,40 @@ class OpGraph:
                 if tensor.is_weight:
                     found.setdefault(tensor.name, tensor)
         return found
+
+    def distinct_ops(self) -> tuple[Op, ...]:
+        """One op per group of equal ops (ops compare by structure, names aside), first seen first.
+
+        Repeated layers make most ops of a model equal, so what depends only on an op's
+        structure (whether a device runs it, what it costs there) needs doing once per op here.
+        """
+        if self._distinct is None:
+            self._distinct = tuple(dict.fromkeys(self._ops))
+        return self._distinct
+
+    def resident_tensors(self) -> tuple[tuple[Tensor, ...], float]:
+        """Tensors that stay in device memory for the whole run, each once (by name), and the
+        sum of their stored bytes.
+
+        They are the weights ops read, the weights ops keep resident without reading them (idle
+        experts) and the K/V caches attention reads, in the order of
+        :func:`archsim.mappers.capacity.resident_bytes_by_device` so that a single device's sum
+        is the same to the bit.
+        """
+        if self._resident is None:
+            found: dict[str, Tensor] = {}
+            for op in self._ops:
+                resident = [t for t in op.inputs() if t.is_weight]
+                resident += list(op.resident_weights())
+                if isinstance(op, Attention):
+                    resident += [op.k, op.v]
+                for tensor in resident:
+                    found.setdefault(tensor.name, tensor)
+            total = 0.0
+            for tensor in found.values():
+                total += tensor.stored_bytes
+            self._resident = (tuple(found.values()), total)
+        return self._resident
 
     def parameter_count(self) -> int:
         return sum(t.numel for t in self.weights().values())

@@ -3,8 +3,9 @@
 :func:`summarize` adds up exactly what :func:`archsim.sim.simulate` adds up, in the same order,
 so its totals equal ``simulate(...).totals`` bit for bit (a test holds it to that); it skips
 building a frozen record per op, and the per-op facts that do not depend on the machine (kind,
-FLOPs, input bytes) are read once per graph through an :class:`OpFacts` cache that a sweep
-worker keeps across the points of one workload.
+FLOPs, input bytes, which earlier op it equals) are read once per graph through an
+:class:`OpFacts` cache that a sweep worker keeps across the points of one workload. Equal ops
+(names aside) are costed once per device: a model's repeated layers cost no more than one.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from archsim.energy.pricing import action_energy_j
-from archsim.hw.base import OpCost
 from archsim.hw.machine import Machine
 from archsim.ir.ops import Op
 from archsim.mappers.schedule import Schedule
@@ -26,6 +26,7 @@ class _Facts:
     flops: float
     inputs: tuple[tuple[str, float], ...]
     outputs: tuple[str, ...]
+    twin: Op  # the first op seen that equals this one (possibly itself)
 
 
 class OpFacts:
@@ -33,6 +34,7 @@ class OpFacts:
 
     def __init__(self) -> None:
         self._facts: dict[int, _Facts] = {}
+        self._twins: dict[Op, Op] = {}
 
     def __call__(self, op: Op) -> _Facts:
         facts = self._facts.get(id(op))
@@ -43,6 +45,7 @@ class OpFacts:
                 flops=op.flops(),
                 inputs=tuple((t.name, t.stored_bytes) for t in op.inputs()),
                 outputs=tuple(t.name for t in op.outputs()),
+                twin=self._twins.setdefault(op, op),
             )
             self._facts[id(op)] = facts
         return facts
@@ -65,7 +68,8 @@ def summarize(schedule: Schedule, machine: Machine, facts: OpFacts | None = None
         Cache of per-op facts to reuse across calls on the same graph; a new one if None.
     """
     facts = facts if facts is not None else OpFacts()
-    costs: dict[tuple[str, int, int], tuple[OpCost, float]] = {}
+    # (latency, energy, bound) per device, distinct op and mapping
+    costs: dict[tuple[str, int, int], tuple[float, float, str]] = {}
     prices = {name: device.energy_per_action_j() for name, device in machine.devices.items()}
     # with one device nothing ever moves between devices
     single = len(machine.devices) == 1
@@ -92,16 +96,16 @@ def summarize(schedule: Schedule, machine: Machine, facts: OpFacts | None = None
                     transfer_energy_j += moved * machine.interconnect.energy_per_byte_j
             for name in fact.outputs:
                 placed_on[name] = device_name
-        key = (device_name, id(op), id(entry.mapping))
+        # device models are pure functions of the op's structure, so an equal op's cost serves
+        key = (device_name, id(fact.twin), id(entry.mapping))
         cached = costs.get(key)
         if cached is None:
-            cost = machine.devices[device_name].cost(op, entry.mapping)
-            cached = costs[key] = (cost, action_energy_j(cost.actions, prices[device_name]))
-        cost, energy_j = cached
-        latency_s = cost.latency_s
+            cost = machine.devices[device_name].cost(fact.twin, entry.mapping)
+            energy = action_energy_j(cost.actions, prices[device_name])
+            cached = costs[key] = (cost.latency_s, energy, cost.bound.value)
+        latency_s, energy_j, bound = cached
         clock_s += latency_s
         dynamic_energy_j += energy_j
-        bound = cost.bound.value
         time_by_bound[bound] = time_by_bound.get(bound, 0.0) + latency_s
         time_by_kind[fact.kind] = time_by_kind.get(fact.kind, 0.0) + latency_s
         flops.append(fact.flops)

@@ -53,3 +53,21 @@ def test_sweep_rows_equal_rows_from_full_results():
     for point, row in zip(points, fast, strict=True):
         full = outcome_row(run_point(point.machine, point.workload))
         assert {k: row[k] for k in full} == full
+
+
+def test_equal_ops_are_costed_once_per_device():
+    config = load_machine(ROOT / "hwconfigs" / "tpu_like.yaml").config
+    graph = lower(load_workload(ROOT / "workloads" / "llama2_7b_decode.yaml").config)
+    machine = Machine.from_config(config)
+    schedule = get_mapper(config.mapper).map(graph, machine)
+    (device,) = machine.devices.values()
+    costed = []
+    original = device.cost
+
+    def counting(op, mapping=None):
+        costed.append(op)
+        return original(op, mapping)
+
+    device.cost = counting
+    summarize(schedule, machine)
+    assert len(costed) == len(graph.distinct_ops()) < len(graph)
