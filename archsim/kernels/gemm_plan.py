@@ -36,7 +36,7 @@ import numba
 import numpy as np
 
 from archsim.kernels.tile_pipeline import (
-    simulate_tile_pipeline,
+    simulate_repeated_tile_pipeline,
     simulate_tile_pipeline_reference,
 )
 
@@ -205,10 +205,9 @@ def run_tiling(
         n_outer, m_outer = _dram_reads(n_m, n_n, n_k, p)
         order = 0 if n_outer <= m_outer else 1
     per_batch = n_m * n_n * n_k
-    tiles = per_batch * batch
-    load = np.empty(tiles)
-    compute = np.empty(tiles)
-    store = np.empty(tiles)
+    load = np.empty(per_batch)
+    compute = np.empty(per_batch)
+    store = np.empty(per_batch)
     a_from_dram = p[P_A_FROM_DRAM] != 0
     out_to_dram = p[P_OUT_TO_DRAM] != 0
     single_k = n_k == 1
@@ -246,23 +245,26 @@ def run_tiling(
                 if z > 0:
                     acc_read += acc_bytes
                 t += 1
-    for b in range(1, batch):
-        load[b * per_batch : (b + 1) * per_batch] = load[:per_batch]
-        compute[b * per_batch : (b + 1) * per_batch] = compute[:per_batch]
-        store[b * per_batch : (b + 1) * per_batch] = store[:per_batch]
-    total, stall = simulate_tile_pipeline(load, compute, store, buffers)
+    # every batch element repeats the same tile sequence
+    total, stall = simulate_repeated_tile_pipeline(load, compute, store, buffers, batch)
+    compute_sum = load_sum = store_sum = 0.0
+    for _ in range(batch):
+        for i in range(per_batch):
+            compute_sum += compute[i]
+            load_sum += load[i]
+            store_sum += store[i]
     dram_read *= batch
     dram_write *= batch
     out = np.empty(N_RESULTS)
     out[R_TILE_M], out[R_TILE_N], out[R_TILE_K] = tm, tn, tk
     out[R_BUFFERS] = buffers
     out[R_LOOP_ORDER] = order
-    out[R_TILES] = tiles
+    out[R_TILES] = per_batch * batch
     out[R_CYCLES] = total
     out[R_STALL_CYCLES] = stall
-    out[R_COMPUTE_CYCLES] = compute.sum()
-    out[R_LOAD_CYCLES] = load.sum()
-    out[R_STORE_CYCLES] = store.sum()
+    out[R_COMPUTE_CYCLES] = compute_sum
+    out[R_LOAD_CYCLES] = load_sum
+    out[R_STORE_CYCLES] = store_sum
     out[R_DRAM_READ_BYTES] = dram_read
     out[R_DRAM_WRITE_BYTES] = dram_write
     # DMA writes what it loads into the scratchpad and reads what it stores

@@ -44,8 +44,24 @@ def simulate_tile_pipeline(
         Cycles before the last compute ends during which the compute unit was idle, waiting for
         a load (or for a buffer to be released).
     """
+    return simulate_repeated_tile_pipeline(load_cycles, compute_cycles, store_cycles, buffers, 1)
+
+
+@numba.njit(cache=True)
+def simulate_repeated_tile_pipeline(
+    load_cycles: np.ndarray,
+    compute_cycles: np.ndarray,
+    store_cycles: np.ndarray,
+    buffers: int,
+    repeats: int,
+) -> tuple[float, float]:
+    """:func:`simulate_tile_pipeline` of the tile sequence run ``repeats`` times back to back.
+
+    The same as the single call on the sequence tiled ``repeats`` times (batched GEMMs repeat
+    one tile sequence per batch element), without building the tiled arrays.
+    """
     n = load_cycles.shape[0]
-    if n == 0:
+    if n == 0 or repeats < 1:
         return 0.0, 0.0
     nbuf = max(buffers, 1)
     # store_end[i % nbuf] is when the buffer last used by tile i - nbuf is released
@@ -54,16 +70,18 @@ def simulate_tile_pipeline(
     compute_end = 0.0
     store_end = 0.0
     stall = 0.0
-    for i in range(n):
-        slot = i % nbuf
-        load_start = max(load_end, buffer_free[slot])
-        load_end = load_start + load_cycles[i]
-        compute_start = max(load_end, compute_end)
-        stall += compute_start - compute_end
-        compute_end = compute_start + compute_cycles[i]
-        store_start = max(compute_end, store_end)
-        store_end = store_start + store_cycles[i]
-        buffer_free[slot] = store_end
+    slot = 0
+    for _ in range(repeats):
+        for i in range(n):
+            load_start = max(load_end, buffer_free[slot])
+            load_end = load_start + load_cycles[i]
+            compute_start = max(load_end, compute_end)
+            stall += compute_start - compute_end
+            compute_end = compute_start + compute_cycles[i]
+            store_start = max(compute_end, store_end)
+            store_end = store_start + store_cycles[i]
+            buffer_free[slot] = store_end
+            slot = slot + 1 if slot + 1 < nbuf else 0
     return store_end, stall
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from archsim.kernels.tile_pipeline import (
+    simulate_repeated_tile_pipeline,
     simulate_tile_pipeline,
     simulate_tile_pipeline_reference,
 )
@@ -33,6 +34,18 @@ def test_kernel_matches_reference(seed: int) -> None:
     )
     assert total == pytest.approx(ref_total, rel=1e-12)
     assert stall == pytest.approx(ref_stall, rel=1e-9, abs=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_repeated_sequence_matches_the_reference_on_the_tiled_sequence(seed: int) -> None:
+    rng = np.random.default_rng(500 + seed)
+    n, repeats, buffers = int(rng.integers(1, 20)), int(rng.integers(1, 9)), int(rng.integers(1, 4))
+    load, compute, store = _phases(rng, n)
+    got = simulate_repeated_tile_pipeline(load, compute, store, buffers, repeats)
+    tiled = (np.tile(x, repeats) for x in (load, compute, store))
+    want = simulate_tile_pipeline_reference(*tiled, buffers)
+    assert got[0] == pytest.approx(want[0], rel=1e-12)
+    assert got[1] == pytest.approx(want[1], rel=1e-12, abs=1e-9)
 
 
 def test_empty_sequence_takes_no_time() -> None:
