@@ -81,9 +81,10 @@ def summarize(schedule: Schedule, machine: Machine, facts: OpFacts | None = None
     time_by_bound: dict[str, float] = {}
     time_by_kind: dict[str, float] = {}
     flops: list[float] = []
+    known = facts._facts  # read directly: the lookup runs once per op of every point
     for entry in schedule.entries:
         op, device_name = entry.op, entry.device
-        fact = facts(op)
+        fact = known.get(id(op)) or facts(op)
         if not single:
             moved = sum(
                 b for name, b in fact.inputs if placed_on.get(name, device_name) != device_name
