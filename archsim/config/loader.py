@@ -251,11 +251,15 @@ def content_hash(raw: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _refuse_swapped(raw: dict[str, Any], source: str, *, expected: str, marker: str, other: str) -> None:
+def _refuse_swapped(
+    raw: dict[str, Any], source: str, *, expected: str, marker: str, other: str
+) -> None:
     # the commonest slip on the command line: the two files in the wrong order
     if marker not in raw and other in raw:
         kind = "workload" if other == "workload" else "machine"
-        raise ConfigError(source, f"this is a {kind} file (it has '{other}'), expected a {expected} file")
+        raise ConfigError(
+            source, f"this is a {kind} file (it has '{other}'), expected a {expected} file"
+        )
 
 
 def load_machine(path: str | Path) -> MachineFile:

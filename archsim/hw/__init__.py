@@ -10,4 +10,12 @@ from archsim.hw.base import (
 )
 from archsim.hw.machine import Machine
 
-__all__ = ["Bound", "DeviceModel", "Machine", "OpCost", "build_device", "register_device", "registered_kinds"]
+__all__ = [
+    "Bound",
+    "DeviceModel",
+    "Machine",
+    "OpCost",
+    "build_device",
+    "register_device",
+    "registered_kinds",
+]

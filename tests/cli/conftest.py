@@ -14,8 +14,12 @@ def run_archsim(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """Run the installed command in a clean directory (so the source tree is not on sys.path)."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     return subprocess.run(
-        [sys.executable, "-m", "archsim", *args], cwd=cwd, capture_output=True, text=True,
-        timeout=600, env=env,
+        [sys.executable, "-m", "archsim", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
     )
 
 

@@ -20,9 +20,20 @@ def test_sweep_writes_every_file(archsim, tmp_path):
     assert done.returncode == 0, done.stderr
     table = pd.read_parquet(out / "results.parquet")
     assert len(table) == 8  # 2 dsp counts x 2 clocks x 2 dtypes
-    for column in ("devices.fpga.dsp_count", "devices.fpga.clock", "workload.dtype", "latency_s",
-                   "throughput_per_s", "energy_j", "area_mm2", "edp_j_s", "feasible", "reason",
-                   "pareto", "dominant_bound"):
+    for column in (
+        "devices.fpga.dsp_count",
+        "devices.fpga.clock",
+        "workload.dtype",
+        "latency_s",
+        "throughput_per_s",
+        "energy_j",
+        "area_mm2",
+        "edp_j_s",
+        "feasible",
+        "reason",
+        "pareto",
+        "dominant_bound",
+    ):
         assert column in table.columns, column
     assert table["feasible"].all()
     assert (table["edp_j_s"] == table["energy_j"] * table["latency_s"]).all()

@@ -22,7 +22,10 @@ def test_schedule_is_valid(mapper_name, machine_file):
     machine = Machine.from_config(load_machine(DATA / "machines" / machine_file).config)
     workload = load_workload(WORKLOADS / "llama2_7b_decode.yaml").config
     workload = workload.model_validate(
-        {**workload.model_dump(by_alias=True), "workload": {**workload.workload.model_dump(), "layers": 2}}
+        {
+            **workload.model_dump(by_alias=True),
+            "workload": {**workload.workload.model_dump(), "layers": 2},
+        }
     )
     graph = lower(workload)
     schedule = get_mapper(mapper_name).map(graph, machine)

@@ -29,8 +29,12 @@ def test_totals_add_up():
     result = simulate(get_mapper("greedy").map(graph, machine), machine)
     latencies = [r.latency_s for r in result.records]
     assert result.totals.latency_s == pytest.approx(sum(latencies))
-    assert [r.start_s for r in result.records] == pytest.approx([0, latencies[0], sum(latencies[:2])])
-    assert result.totals.static_energy_j == pytest.approx(machine.static_power_w() * result.totals.latency_s)
+    assert [r.start_s for r in result.records] == pytest.approx(
+        [0, latencies[0], sum(latencies[:2])]
+    )
+    assert result.totals.static_energy_j == pytest.approx(
+        machine.static_power_w() * result.totals.latency_s
+    )
     assert result.totals.energy_j == pytest.approx(
         result.totals.dynamic_energy_j + result.totals.static_energy_j
     )
@@ -44,7 +48,9 @@ def test_moving_a_tensor_between_devices_costs_interconnect_time():
     machine = _machine("pim_plus_fpga.yaml")
     graph = _chain((64, 1024, 1024), (64, 1024, 1024))
     together = Schedule("chain", tuple(ScheduledOp(op, "fpga") for op in graph), "manual")
-    split = Schedule("chain", (ScheduledOp(graph.ops()[0], "fpga"), ScheduledOp(graph.ops()[1], "pim")), "manual")
+    split = Schedule(
+        "chain", (ScheduledOp(graph.ops()[0], "fpga"), ScheduledOp(graph.ops()[1], "pim")), "manual"
+    )
     t_together = simulate(together, machine).totals
     t_split = simulate(split, machine).totals
     assert t_together.transfer_s == 0

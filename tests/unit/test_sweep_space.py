@@ -15,7 +15,11 @@ def test_grid_is_the_product_of_both_sweep_blocks():
     points = expand_grid(machine, workload)
     assert len(points) == 2 * 2 * 2
     seen = {
-        (p.params["devices.fpga.dsp_count"], p.params["devices.fpga.clock"], p.params["workload.dtype"])
+        (
+            p.params["devices.fpga.dsp_count"],
+            p.params["devices.fpga.clock"],
+            p.params["workload.dtype"],
+        )
         for p in points
     }
     assert len(seen) == 8
