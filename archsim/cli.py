@@ -34,6 +34,31 @@ def _load(hw: str, workload: str):
     return load_machine(resolve(hw, HW_PACKAGE)), load_workload(resolve(workload, WORKLOAD_PACKAGE))
 
 
+def _format_option(help_text: str):
+    """``--format table|json``: every command that prints results offers both."""
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(["table", "json"]),
+        default="table",
+        show_default=True,
+        help=help_text,
+    )
+
+
+def _out_dir_option(default: str, help_text: str):
+    """``-o/--out DIR``: where a command writes its files."""
+    return click.option(
+        "-o",
+        "--out",
+        "out_dir",
+        default=default,
+        show_default=True,
+        type=click.Path(file_okay=False, path_type=Path),
+        help=help_text,
+    )
+
+
 def _command_line() -> str:
     return "archsim " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
@@ -52,15 +77,7 @@ def cli(verbose: bool) -> None:
 @cli.command()
 @click.argument("hw")
 @click.argument("workload")
-@click.option(
-    "-o",
-    "--out",
-    "out_dir",
-    default="out",
-    show_default=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Directory for the results.",
-)
+@_out_dir_option("out", "Directory for the results.")
 @click.option(
     "-j",
     "--jobs",
@@ -154,23 +171,8 @@ def sweep(
 @cli.command()
 @click.argument("hw")
 @click.argument("workload")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="Per-op table for people or JSON for scripts.",
-)
-@click.option(
-    "-o",
-    "--out",
-    "out_dir",
-    default="out",
-    show_default=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Where the roofline plot goes.",
-)
+@_format_option("Per-op table for people or JSON for scripts.")
+@_out_dir_option("out", "Where the roofline plot goes.")
 @click.option("--mapper", default=None, help="Mapper to use instead of the machine file's.")
 def simulate(hw: str, workload: str, fmt: str, out_dir: Path, mapper: str | None) -> None:
     """Simulate one design point (the files' base values; sweep blocks are not expanded)."""
@@ -198,15 +200,7 @@ def simulate(hw: str, workload: str, fmt: str, out_dir: Path, mapper: str | None
     help="Mapper to use instead of the workload's or machine file's (cosma, lru, belady plan "
     "the scratchpad).",
 )
-@click.option(
-    "-o",
-    "--out",
-    "out_dir",
-    default="out",
-    show_default=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Where occupancy.png goes.",
-)
+@_out_dir_option("out", "Where occupancy.png goes.")
 def map_command(hw: str, workload: str, mapper: str | None, out_dir: Path) -> None:
     """Print WORKLOAD's schedule on HW step by step and plot scratchpad occupancy over time."""
     from archsim.hw.machine import Machine
@@ -291,23 +285,8 @@ def schema(which: str, out_file: Path | None) -> None:
     default=None,
     help="Device of the machine to predict with (default: its first device).",
 )
-@click.option(
-    "-o",
-    "--out",
-    "out_dir",
-    default="out",
-    show_default=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Directory for the scatter plot and the report.",
-)
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="Per-family table for people or JSON for scripts.",
-)
+@_out_dir_option("out", "Directory for the scatter plot and the report.")
+@_format_option("Per-family table for people or JSON for scripts.")
 @click.option(
     "--host-launch-us",
     default=None,
@@ -368,23 +347,8 @@ def validate(
     help="Dotted path of a field to fit, e.g. devices.h100.efficiency.tensor; repeat it or "
     "separate paths by commas (default: the device's efficiency numbers and kernel_launch).",
 )
-@click.option(
-    "-o",
-    "--out",
-    "out_dir",
-    default="out",
-    show_default=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Directory for <hw>.calibrated.yaml.",
-)
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="Summary table for people or JSON for scripts.",
-)
+@_out_dir_option("out", "Directory for <hw>.calibrated.yaml.")
+@_format_option("Summary table for people or JSON for scripts.")
 @click.option(
     "--max-evals",
     default=400,
@@ -443,23 +407,8 @@ def calibrate(
 
 @cli.command()
 @click.argument("name")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="Metric table for people or JSON for scripts.",
-)
-@click.option(
-    "-o",
-    "--out",
-    "out_dir",
-    default="reports/reproductions",
-    show_default=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Where NAME.md (and its figures) go.",
-)
+@_format_option("Metric table for people or JSON for scripts.")
+@_out_dir_option("reports/reproductions", "Where NAME.md (and its figures) go.")
 def reproduce(name: str, fmt: str, out_dir: Path) -> None:
     """Reproduce a paper's result from archsim's models; write out/NAME.md and print the metrics."""
     from archsim.report.document import to_markdown
