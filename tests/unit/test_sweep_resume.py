@@ -4,8 +4,6 @@ results are byte-identical run to run and executor to executor."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -100,12 +98,13 @@ def test_kill_9_mid_sweep_then_resume_loses_nothing(fresh, tmp_path):
     )
     child = subprocess.Popen([sys.executable, "-c", script])
     log = tmp_path / LOG_NAME
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+    # generous: a cold start compiles the Numba kernels, and CI machines can be loaded
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and child.poll() is None:
         if log.exists() and log.read_bytes().count(b"\n") >= 16:
             break
         time.sleep(0.01)
-    os.kill(child.pid, signal.SIGKILL)
+    child.kill()  # SIGKILL, like kill -9; a no-op if the sweep already ended
     child.wait()
     finished = len(read_log(log).rows)
     assert 16 <= finished < 48, "the sweep should have been killed part way"
