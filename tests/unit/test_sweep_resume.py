@@ -96,7 +96,8 @@ def test_kill_9_mid_sweep_then_resume_loses_nothing(fresh, tmp_path):
         f"run_sweep(load_machine({str(NPU_SEARCH)!r}), load_workload({str(GEMMS)!r}), "
         f"Path({str(tmp_path)!r}), progress=False)\n"
     )
-    child = subprocess.Popen([sys.executable, "-c", script])
+    # run outside the source tree: `python -c` puts the working directory first on sys.path
+    child = subprocess.Popen([sys.executable, "-c", script], cwd=tmp_path)
     log = tmp_path / LOG_NAME
     # generous: a cold start compiles the Numba kernels, and CI machines can be loaded
     deadline = time.monotonic() + 600
