@@ -12,8 +12,10 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import pandas as pd
+
 from archsim.errors import ArchsimError
-from archsim.report.document import Document
+from archsim.report.document import Document, Table
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,26 @@ class Reproduction:
                 for name, m in self.metrics.items()
             },
         }
+
+
+def metrics_table(metrics: dict[str, Metric]) -> Table:
+    """The report table every reproduction opens with: paper vs archsim per metric."""
+    return Table(
+        pd.DataFrame(
+            [
+                {
+                    "metric": name,
+                    "paper": m.paper,
+                    "archsim": round(m.archsim, 3),
+                    "unit": m.unit,
+                    "error": f"{m.relative_error:+.1%}",
+                    "tolerance": f"±{m.tolerance:.0%}",
+                    "within": m.within_tolerance,
+                }
+                for name, m in metrics.items()
+            ]
+        )
+    )
 
 
 ReproductionFn = Callable[[], Reproduction]

@@ -20,7 +20,7 @@ from archsim.mappers.cosma import cosma_plan, solver_name
 from archsim.mappers.heuristics import plan_with_eviction
 from archsim.mappers.memory_plan import MemoryPlan, MemoryProblem
 from archsim.report.document import Document, Heading, Paragraph, Table
-from archsim.reproduce.base import Metric, Reproduction, register_reproduction
+from archsim.reproduce.base import Metric, Reproduction, metrics_table, register_reproduction
 from archsim.workloads import lower
 
 # COSMA (Li et al., 2023), abstract: the ILP cuts non-compulsory off-chip traffic by 84% on
@@ -104,21 +104,5 @@ def reproduce_cosma() -> Reproduction:
     frame = pd.DataFrame([{"graph": name, **row} for name, row in rows.items()])
     doc.add(Table(frame))
     doc.add(Heading("Metrics"))
-    doc.add(
-        Table(
-            pd.DataFrame(
-                [
-                    {
-                        "metric": k,
-                        "paper": m.paper,
-                        "archsim": m.archsim,
-                        "tolerance": f"±{m.tolerance:.0%}",
-                        "unit": m.unit,
-                        "ok": m.within_tolerance,
-                    }
-                    for k, m in metrics.items()
-                ]
-            )
-        )
-    )
+    doc.add(metrics_table(metrics))
     return Reproduction(name="cosma", metrics=metrics, report=doc)

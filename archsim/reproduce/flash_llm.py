@@ -21,7 +21,7 @@ from archsim.hw.gpu_sparse import (
 )
 from archsim.kernels.sparse_tiles import tile_nnz_from_density
 from archsim.report.document import Document, Heading, Paragraph, Table
-from archsim.reproduce.base import Metric, Reproduction, register_reproduction
+from archsim.reproduce.base import Metric, Reproduction, metrics_table, register_reproduction
 from archsim.shipped import resolve
 
 TOLERANCE = 0.15
@@ -92,23 +92,7 @@ def _report(table: pd.DataFrame, metrics: dict[str, Metric]) -> Document:
     doc = Document("Flash-LLM: unstructured SpMM on A100 tensor cores")
     doc.add(Paragraph("Regenerate with `archsim reproduce flash-llm`."))
     doc.add(Heading("Metrics"))
-    doc.add(
-        Table(
-            pd.DataFrame(
-                [
-                    {
-                        "metric": name,
-                        "paper": m.paper,
-                        "archsim": round(m.archsim, 3),
-                        "error": f"{m.relative_error:+.1%}",
-                        "tolerance": f"±{m.tolerance:.0%}",
-                        "within": m.within_tolerance,
-                    }
-                    for name, m in metrics.items()
-                ]
-            )
-        )
-    )
+    doc.add(metrics_table(metrics))
     doc.add(Heading("Setup and assumptions"))
     for text in (
         "Machine: the shipped a100.yaml (108 SMs, 312 TFLOP/s fp16, 2039 GB/s HBM, 0.6 us HBM "

@@ -23,7 +23,7 @@ from archsim.hw.fpga_compile import bucket_tops, compilation_cost, padding_overh
 from archsim.ir.ops import Gemm, Op
 from archsim.ir.tensor import DType
 from archsim.report.document import Document, Heading, Paragraph, Table
-from archsim.reproduce.base import Metric, Reproduction, register_reproduction
+from archsim.reproduce.base import Metric, Reproduction, metrics_table, register_reproduction
 from archsim.shipped import resolve
 from archsim.workloads.transformer import lower_transformer
 
@@ -198,23 +198,7 @@ def _report(
     doc = Document("FlightLLM: LLaMA2-7B decode on U280 and VHK158")
     doc.add(Paragraph("Regenerate with `archsim reproduce flightllm`."))
     doc.add(Heading("Metrics"))
-    doc.add(
-        Table(
-            pd.DataFrame(
-                [
-                    {
-                        "metric": name,
-                        "paper": m.paper,
-                        "archsim": m.archsim,
-                        "error": f"{m.relative_error:+.1%}",
-                        "tolerance": f"±{m.tolerance:.0%}",
-                        "within": m.within_tolerance,
-                    }
-                    for name, m in metrics.items()
-                ]
-            )
-        )
-    )
+    doc.add(metrics_table(metrics))
     doc.add(Heading("Per-machine decode step"))
     doc.add(Table(table))
     doc.add(Heading("Setup and assumptions"))

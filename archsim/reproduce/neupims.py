@@ -9,7 +9,7 @@ import pandas as pd
 from archsim.config import load_machine
 from archsim.hw.machine import Machine
 from archsim.report.document import Document, Heading, Paragraph, Table
-from archsim.reproduce.base import Metric, Reproduction, register_reproduction
+from archsim.reproduce.base import Metric, Reproduction, metrics_table, register_reproduction
 from archsim.shipped import resolve
 from archsim.sim.system import SystemPlan, simulate_decode_step
 from archsim.workloads.models.presets import ModelArchitecture
@@ -96,22 +96,7 @@ def reproduce_neupims() -> Reproduction:
     )
     doc.add(Heading("Results"))
     doc.add(Table(pd.DataFrame([{"system": k, "tokens_per_s": round(v)} for k, v in tps.items()])))
-    doc.add(
-        Table(
-            pd.DataFrame(
-                [
-                    {
-                        "metric": n,
-                        "paper": m.paper,
-                        "archsim": round(m.archsim, 2),
-                        "error": f"{m.relative_error:+.0%}",
-                        "within ±15%": m.within_tolerance,
-                    }
-                    for n, m in metrics.items()
-                ]
-            )
-        )
-    )
+    doc.add(metrics_table(metrics))
     doc.add(Heading("Baselines"))
     doc.add(
         Paragraph(

@@ -19,7 +19,7 @@ from archsim.hw.graph_accel import (
 )
 from archsim.kernels.sparse_spgemm import power_law_csr
 from archsim.report.document import Document, Heading, Paragraph, Table
-from archsim.reproduce.base import Metric, Reproduction, register_reproduction
+from archsim.reproduce.base import Metric, Reproduction, metrics_table, register_reproduction
 from archsim.shipped import resolve
 
 TOLERANCE = 0.15
@@ -76,23 +76,8 @@ def reproduce_smash() -> Reproduction:
     }
     doc = Document("SMASH: row-wise SpGEMM with hashing scratchpads")
     doc.add(Paragraph("Regenerate with `archsim reproduce smash`."))
-    m = metrics["rowwise_speedup_over_best_competitor"]
     doc.add(Heading("Metrics"))
-    doc.add(
-        Table(
-            pd.DataFrame(
-                [
-                    {
-                        "metric": "rowwise_speedup_over_best_competitor",
-                        "paper": m.paper,
-                        "archsim": round(m.archsim, 2),
-                        "error": f"{m.relative_error:+.1%}",
-                        "within": m.within_tolerance,
-                    }
-                ]
-            )
-        )
-    )
+    doc.add(metrics_table(metrics))
     doc.add(Heading("Setup and assumptions"))
     for text in (
         "Machine: hwconfigs/piuma_smash.yaml (8 cores x 4 pipelines x 16 threads; clock, "
