@@ -80,6 +80,34 @@ class Totals:
         return max(self.time_by_bound_s.items(), key=lambda kv: kv[1])[0]
 
 
+def run_totals(
+    *,
+    latency_s: float,
+    dynamic_energy_j: float,
+    transfer_energy_j: float,
+    transfer_s: float,
+    flops: float,
+    time_by_bound_s: dict[str, float],
+    static_power_w: float,
+    area_mm2: float,
+) -> Totals:
+    """Totals of a run: static power is charged over the whole latency; transfers count as their
+    own bound. Shared by ``simulate()`` and the record-free sweep summary so both agree exactly."""
+    if transfer_s:
+        time_by_bound_s["transfer"] = transfer_s
+    static_energy_j = static_power_w * latency_s
+    return Totals(
+        latency_s=latency_s,
+        energy_j=dynamic_energy_j + transfer_energy_j + static_energy_j,
+        dynamic_energy_j=dynamic_energy_j + transfer_energy_j,
+        static_energy_j=static_energy_j,
+        transfer_s=transfer_s,
+        flops=flops,
+        area_mm2=area_mm2,
+        time_by_bound_s=time_by_bound_s,
+    )
+
+
 @dataclass(frozen=True)
 class Result:
     """Per-op records in execution order and the totals of one simulated design point."""

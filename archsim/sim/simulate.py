@@ -10,7 +10,7 @@ from archsim.energy.pricing import action_energy_j
 from archsim.hw.base import OpCost
 from archsim.hw.machine import Machine
 from archsim.mappers.schedule import Schedule
-from archsim.sim.result import OpRecord, Result, Totals
+from archsim.sim.result import OpRecord, Result, run_totals
 
 
 def simulate(schedule: Schedule, machine: Machine) -> Result:
@@ -72,18 +72,15 @@ def simulate(schedule: Schedule, machine: Machine) -> Result:
         time_by_bound[cost.bound.value] = time_by_bound.get(cost.bound.value, 0.0) + cost.latency_s
         for tensor in op.outputs():
             placed_on[tensor.name] = device_name
-    if transfer_s:
-        time_by_bound["transfer"] = transfer_s
-    static_energy_j = machine.static_power_w() * clock_s
-    totals = Totals(
+    totals = run_totals(
         latency_s=clock_s,
-        energy_j=dynamic_energy_j + transfer_energy_j + static_energy_j,
-        dynamic_energy_j=dynamic_energy_j + transfer_energy_j,
-        static_energy_j=static_energy_j,
+        dynamic_energy_j=dynamic_energy_j,
+        transfer_energy_j=transfer_energy_j,
         transfer_s=transfer_s,
         flops=sum(r.flops for r in records),
-        area_mm2=machine.area_mm2(),
         time_by_bound_s=time_by_bound,
+        static_power_w=machine.static_power_w(),
+        area_mm2=machine.area_mm2(),
     )
     return Result(
         machine=machine.name,

@@ -16,7 +16,7 @@ from archsim.energy.pricing import action_energy_j
 from archsim.hw.machine import Machine
 from archsim.ir.ops import Op
 from archsim.mappers.schedule import Schedule
-from archsim.sim.result import Totals
+from archsim.sim.result import Totals, run_totals
 
 
 @dataclass(frozen=True)
@@ -110,17 +110,14 @@ def summarize(schedule: Schedule, machine: Machine, facts: OpFacts | None = None
         time_by_bound[bound] = time_by_bound.get(bound, 0.0) + latency_s
         time_by_kind[fact.kind] = time_by_kind.get(fact.kind, 0.0) + latency_s
         flops.append(fact.flops)
-    if transfer_s:
-        time_by_bound["transfer"] = transfer_s
-    static_energy_j = machine.static_power_w() * clock_s
-    totals = Totals(
+    totals = run_totals(
         latency_s=clock_s,
-        energy_j=dynamic_energy_j + transfer_energy_j + static_energy_j,
-        dynamic_energy_j=dynamic_energy_j + transfer_energy_j,
-        static_energy_j=static_energy_j,
+        dynamic_energy_j=dynamic_energy_j,
+        transfer_energy_j=transfer_energy_j,
         transfer_s=transfer_s,
         flops=sum(flops),
-        area_mm2=machine.area_mm2(),
         time_by_bound_s=time_by_bound,
+        static_power_w=machine.static_power_w(),
+        area_mm2=machine.area_mm2(),
     )
     return Summary(totals=totals, time_by_kind_s=time_by_kind)
