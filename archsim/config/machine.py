@@ -362,6 +362,19 @@ class PimConfig(_DeviceBase):
         description="Energy of one row activation (and precharge) in one bank, e.g. '0.8 nJ'; 0 "
         "leaves it out.",
     )
+    kv_mapping: Literal["striped", "per_request_channel"] = Field(
+        default="striped",
+        description="Where decode attention finds the KV cache: 'striped' spreads every "
+        "request over all banks of all channels; 'per_request_channel' keeps each request's "
+        "K and V in the banks of one channel, in NeuPIMs' row layout, so channels run their "
+        "requests one after another and the busiest channel sets the time.",
+    )
+    channel_policy: Literal["load_balanced", "round_robin"] = Field(
+        default="load_balanced",
+        description="With kv_mapping 'per_request_channel': how requests are given channels, "
+        "'load_balanced' (each to the channel with the least estimated attention time) or "
+        "'round_robin'.",
+    )
 
 
 class LogicPimConfig(_DeviceBase):

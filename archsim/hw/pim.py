@@ -13,19 +13,77 @@ input vectors go in and the partial sums come out over the channel bus at the ex
 ``row_buffers: single`` is blocked mode: while PIM runs, the host cannot use the memory.
 ``dual`` (NeuPIMs) adds a second row buffer per bank, so host traffic runs beside PIM commands;
 the system level (``archsim.sim.system``) uses ``blocks_host_memory`` to tell the two apart.
+
+``kv_mapping: per_request_channel`` is NeuPIMs' decode attention [NeuPIMs-repo]: each request's
+K and V live in the banks of one channel (src/scheduler/Scheduler.cc, src/tensor/PIMTensor), so
+a channel runs its requests' GEMVs one after another and the busiest channel sets the time. K
+is stored token-major: one row of each bank holds one token's keys for ``row / head_dim`` heads,
+and an all-bank row covers ``banks`` tokens (src/operations/NeuPIMSLogitSoftmax.cc). V is stored
+dimension-major: one row of a bank holds up to ``row`` tokens of one head dimension, so a short
+context fills only part of every V row it activates (src/operations/NeuPIMSAttend.cc). Each row
+pays a ganged all-bank activation (``pim_gemv_row_cycles``), each input vector a global-buffer
+write (``pim_gwrite_cycles``); the scores leave for the host's softmax between the two GEMVs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
 
 from archsim.config.machine import PimConfig
 from archsim.energy.pricing import mac_prices_j, memory_prices_j
 from archsim.hw.base import Bound, OpCost, register_device
-from archsim.hw.memory import get_standard, pim_row_stream
+from archsim.hw.memory import (
+    get_standard,
+    pim_gemv_row_cycles,
+    pim_gwrite_cycles,
+    pim_row_stream,
+)
 from archsim.hw.roofline import roofline_cost
 from archsim.ir.ops import Attention, Elementwise, Gemm, Op
 from archsim.ir.tensor import DType
+
+
+@dataclass(frozen=True)
+class RequestGemvWork:
+    """The PIM work of one request's decode attention in its channel (one layer, one device).
+
+    Attributes
+    ----------
+    qk_cycles, sv_cycles:
+        Controller cycles of the score GEMVs (q . K^T) and of the context GEMVs (p . V).
+    qk_rows, sv_rows:
+        All-bank row activations of each.
+    qk_comps, sv_comps:
+        All-bank MAC commands of each.
+    gwrites:
+        Input vectors written to the global buffer (queries, then score chunks).
+    qk_bus_cycles, sv_bus_cycles:
+        Cycles of each phase in which the channel's column-command slots carry PIM commands
+        (MAC commands, result reads, global-buffer writes), closed to the host's reads.
+    """
+
+    qk_cycles: float
+    sv_cycles: float
+    qk_rows: int
+    sv_rows: int
+    qk_comps: int
+    sv_comps: int
+    gwrites: int
+    qk_bus_cycles: float
+    sv_bus_cycles: float
+
+
+@dataclass(frozen=True)
+class PimPhase:
+    """One phase of per-request-channel attention: its cost and how much of the busiest
+    channel's column-command bus its PIM commands hold (the share host reads cannot use)."""
+
+    cost: OpCost
+    column_bus_share: float
 
 
 @register_device("pim")
@@ -134,6 +192,168 @@ class PimDevice:
             op.a.stored_bytes + op.out.stored_bytes,
             op.flops() / 2,
         )
+
+    @property
+    def maps_requests_to_channels(self) -> bool:
+        """True when each request's KV cache sits in one channel (NeuPIMs' layout)."""
+        return self.config.kv_mapping == "per_request_channel"
+
+    def request_work(
+        self, context: int, *, heads_q: int, heads_kv: int, head_dim: int, dtype: DType
+    ) -> RequestGemvWork:
+        """PIM commands of one request's decode attention over ``context`` cached tokens.
+
+        Follows NeuPIMs' layouts (module docstring): K rows of ``row / head_dim`` heads of one
+        token per bank and ``banks`` tokens per all-bank row; V rows of up to ``row`` tokens of
+        one head dimension per bank, ``banks`` dimensions per all-bank row, the last chunk of
+        a context only partly filled. Each query head of a GQA group is its own input vector,
+        so a group re-runs its K and V rows.
+        """
+        std = self.standard
+        banks = self.config.banks_per_channel
+        per_command = self.config.macs_per_bank_per_cycle
+        row_elems = std.row_bytes // dtype.size_bytes
+        commands_per_row = max(1, row_elems // per_command)
+        group = max(1, heads_q // heads_kv)
+        width = heads_kv * head_dim
+        heads_per_row = max(1, row_elems // head_dim)
+        comps_per_head = math.ceil(head_dim / per_command)
+        gwrite = pim_gwrite_cycles(std, commands_per_row=commands_per_row)
+        # an all-bank MAC command blocks column commands of every rank for max(burst, tCCD_S)
+        # ([NeuPIMs-repo] NewtonSim timing.cc: COMP -> READ same rank read_to_read_s), result
+        # reads max(burst, tCCD_L), global-buffer writes tCCD_S + tCCD_L per column
+        command_bus = max(std.burst_cycles, float(std.t_ccd_s_cycles))
+        result_bus = max(std.burst_cycles, float(std.t_ccd_l_cycles))
+        gwrite_bus = float(std.t_ccd_s_cycles + std.t_ccd_l_cycles) * commands_per_row
+
+        def row(comps: int, readres: int) -> float:
+            return pim_gemv_row_cycles(std, banks_per_channel=banks, comps=comps, readres=readres)
+
+        # scores: one query vector per chunk of the model width, then every token tile's rows
+        k_chunks = math.ceil(width / (heads_per_row * head_dim))
+        k_tiles = math.ceil(context / banks)
+        qk = qk_bus = 0.0
+        qk_rows = qk_comps = 0
+        for chunk in range(k_chunks):
+            heads = min(heads_per_row, heads_kv - chunk * heads_per_row)
+            qk += gwrite + k_tiles * row(heads * comps_per_head, heads)
+            qk_bus += gwrite_bus + k_tiles * (
+                heads * comps_per_head * command_bus + heads * result_bus
+            )
+            qk_rows += k_tiles
+            qk_comps += k_tiles * heads * comps_per_head
+        # context: per head, one score chunk of up to a row of tokens, then its V rows
+        v_chunks = math.ceil(context / row_elems)
+        v_tiles = math.ceil(head_dim / banks)
+        sv = sv_bus = 0.0
+        sv_rows = sv_comps = 0
+        for chunk in range(v_chunks):
+            tokens = min(row_elems, context - chunk * row_elems)
+            chunk_comps = math.ceil(tokens / per_command)
+            sv += heads_kv * (gwrite + v_tiles * row(chunk_comps, 1))
+            sv_bus += heads_kv * (gwrite_bus + v_tiles * (chunk_comps * command_bus + result_bus))
+            sv_rows += heads_kv * v_tiles
+            sv_comps += heads_kv * v_tiles * chunk_comps
+        gwrites = k_chunks + heads_kv * v_chunks
+        return RequestGemvWork(
+            qk_cycles=qk * group,
+            sv_cycles=sv * group,
+            qk_rows=qk_rows * group,
+            sv_rows=sv_rows * group,
+            qk_comps=qk_comps * group,
+            sv_comps=sv_comps * group,
+            gwrites=gwrites * group,
+            qk_bus_cycles=qk_bus * group,
+            sv_bus_cycles=sv_bus * group,
+        )
+
+    def assign_channels(
+        self, contexts: Sequence[int], *, heads_q: int, heads_kv: int, head_dim: int, dtype: DType
+    ) -> np.ndarray:
+        """Channel of each request, in order of arrival.
+
+        ``load_balanced`` is NeuPIMs' greedy channel load balancing ([NeuPIMs-repo]
+        src/scheduler/Scheduler.cc ``allocate_pim_tile``): each request goes to the channel whose
+        requests' estimated attention time is the smallest so far. ``round_robin`` is Newton's.
+        """
+        channels = self.config.channels
+        if self.config.channel_policy == "round_robin":
+            return np.arange(len(contexts)) % channels
+        load = np.zeros(channels)
+        out = np.empty(len(contexts), dtype=np.int64)
+        for i, context in enumerate(contexts):
+            work = self.request_work(
+                int(context), heads_q=heads_q, heads_kv=heads_kv, head_dim=head_dim, dtype=dtype
+            )
+            ch = int(np.argmin(load))
+            out[i] = ch
+            load[ch] += work.qk_cycles + work.sv_cycles
+        return out
+
+    def attention_phases(
+        self,
+        contexts: Sequence[int],
+        channels: Sequence[int],
+        *,
+        heads_q: int,
+        heads_kv: int,
+        head_dim: int,
+        dtype: DType,
+    ) -> tuple[PimPhase, PimPhase]:
+        """Costs of the score GEMVs and of the context GEMVs of a batch, per-request channels.
+
+        Every channel runs its requests one after another; the scores of the whole batch go to
+        the host for the softmax before any context GEMV starts, so each phase ends with its
+        busiest channel. Returns (scores phase, context phase).
+        """
+        if len(contexts) != len(channels):
+            raise ValueError(f"{len(contexts)} contexts but {len(channels)} channel assignments")
+        qk = np.zeros(self.config.channels)
+        sv = np.zeros(self.config.channels)
+        bus = np.zeros((2, self.config.channels))
+        rows = np.zeros(2)
+        comps = np.zeros(2)
+        for context, ch in zip(contexts, channels, strict=True):
+            work = self.request_work(
+                int(context), heads_q=heads_q, heads_kv=heads_kv, head_dim=head_dim, dtype=dtype
+            )
+            qk[ch] += work.qk_cycles
+            sv[ch] += work.sv_cycles
+            bus[:, ch] += (work.qk_bus_cycles, work.sv_bus_cycles)
+            rows += (work.qk_rows, work.sv_rows)
+            comps += (work.qk_comps, work.sv_comps)
+        tokens = float(sum(contexts))
+        elem = dtype.size_bytes
+        kv_bytes = tokens * heads_kv * head_dim * elem
+        macs = tokens * heads_q * head_dim
+        vectors = len(contexts) * heads_q * head_dim * elem
+        scores = tokens * heads_q * elem
+        banks = self.config.banks_per_channel
+        phases = []
+        for phase, cycles in enumerate((qk, sv)):
+            # queries in and scores out, then scores in and contexts out
+            io = vectors + scores
+            latency_s = float(cycles.max()) / self.standard.clock_hz + self.config.dram.latency_s
+            share = float(bus[phase].max() / cycles.max()) if cycles.max() > 0 else 0.0
+            cost = OpCost(
+                latency_s=latency_s,
+                cycles=latency_s * self.clock_hz,
+                bound=Bound.MEMORY,
+                utilization=min(1.0, macs / self._peak_flops_per_s / latency_s),
+                bytes_by_level={"dram": kv_bytes + io},
+                actions={
+                    f"mac.{dtype.value}": macs,
+                    "pim.command": comps[phase] * banks,
+                    "dram.activate": rows[phase] * banks,
+                    "read.dram": io,
+                },
+                notes=(
+                    f"pim per-request channels: busiest channel "
+                    f"{cycles.max():.0f} cycles, mean {cycles.mean():.0f}"
+                ),
+            )
+            phases.append(PimPhase(cost, min(1.0, share)))
+        return phases[0], phases[1]
 
     def peak_flops_per_s(self, dtype: DType) -> float:
         return self._peak_flops_per_s if dtype in self.config.mac_energy_j else 0.0

@@ -6,7 +6,11 @@ decode steps layer by layer, with
 
 * per-op device choice: GEMMs on the compute device, decode attention on the PIM device, and
   (Duplex) MoE experts on whichever device finishes them sooner, which is a choice by Op/B;
-* NeuPIMs' sub-batch interleaving: the batch splits in two and one sub-batch's attention on PIM
+* NeuPIMs' per-request channels: when the PIM device keeps each request's KV cache in one
+  channel, attention runs as two phases (score GEMVs, then context GEMVs) each ending with the
+  busiest channel, with the scores' softmax on the compute device's vector unit between them;
+* NeuPIMs' sub-batch interleaving: the batch splits in two (per channel, half of each channel's
+  requests to each sub-batch, as NeuPIMs groups them) and one sub-batch's attention on PIM
   overlaps the other's GEMMs on the NPU;
 * Duplex's expert and attention co-processing: experts and attention requests split between the
   compute device and Logic-PIM so that both work at once;
@@ -31,8 +35,9 @@ from archsim.energy.pricing import action_energy_j
 from archsim.errors import ArchsimError
 from archsim.hw.base import OpCost
 from archsim.hw.machine import Machine
-from archsim.ir.ops import Attention, Op, attention, gemm
-from archsim.ir.tensor import DType
+from archsim.hw.pim import PimPhase
+from archsim.ir.ops import Attention, Op, Softmax, attention, gemm
+from archsim.ir.tensor import DType, Tensor
 from archsim.workloads.models.presets import ModelArchitecture
 
 
@@ -116,6 +121,7 @@ class _Costs:
     def __init__(self, machine: Machine):
         self.machine = machine
         self._cache: dict[tuple[str, Op], tuple[OpCost, float]] = {}
+        self._phases: dict[tuple, tuple[tuple[PimPhase, float], tuple[PimPhase, float]]] = {}
         self._prices = {n: d.energy_per_action_j() for n, d in machine.devices.items()}
 
     def __call__(self, device: str, op: Op) -> tuple[OpCost, float]:
@@ -133,24 +139,74 @@ class _Costs:
     def latency_s(self, device: str, op: Op) -> float:
         return self(device, op)[0].latency_s
 
+    def price_j(self, device: str, cost: OpCost) -> float:
+        """Energy of a cost computed outside ``__call__`` (per-request PIM phases)."""
+        return action_energy_j(cost.actions, self._prices[device])
+
+    def pim_phases(
+        self, device: str, layer: _Layer
+    ) -> tuple[tuple[PimPhase, float], tuple[PimPhase, float]]:
+        """The score and context phases of a layer's attention on a per-request-channel PIM."""
+        assert layer.channels is not None
+        key = (device, tuple(layer.contexts), tuple(layer.channels))
+        if key not in self._phases:
+            qk, sv = self.machine.devices[device].attention_phases(
+                layer.contexts,
+                layer.channels,
+                heads_q=layer.heads,
+                heads_kv=layer.kv_heads,
+                head_dim=layer.head_dim,
+                dtype=layer.dtype,
+            )
+            self._phases[key] = (
+                (qk, self.price_j(device, qk.cost)),
+                (sv, self.price_j(device, sv.cost)),
+            )
+        return self._phases[key]
+
 
 class _Memory:
-    """The shared stacks: a blocked-mode lock, or summed bandwidth demands."""
+    """The shared stacks: a blocked-mode lock, summed bandwidth demands, or (dual row buffers,
+    per-request channels) the column-command bus that PIM commands take from host reads."""
 
     def __init__(self, env: simpy.Environment, capacity_bytes_per_s: float, exclusive: bool):
+        self.env = env
         self.lock = simpy.Resource(env, capacity=1) if exclusive else None
         self.capacity = capacity_bytes_per_s
         self.demand: dict[int, float] = {}
+        self.column_bus: dict[int, tuple[float, float]] = {}  # token -> (PIM share, end time)
 
     def slowdown(self, own_demand: float) -> float:
         total = own_demand + sum(self.demand.values())
         return max(1.0, total / self.capacity) if self.capacity > 0 else 1.0
 
+    def host_duration_s(self, latency_s: float, demand: float, host_bw: float) -> float:
+        """A host op beside running PIM phases: while they hold a share of the column bus the
+        op's reads get the rest of the channel bandwidth (PIM commands go first, as NeuPIMs'
+        controller checks its PIM queue first); after the PIM phase ends it runs at full rate."""
+        if not self.column_bus or host_bw <= 0 or demand <= 0:
+            return latency_s
+        share, end = max(self.column_bus.values())
+        rate = min(1.0, host_bw * (1.0 - share) / demand)
+        if rate <= 0:
+            return latency_s + max(0.0, end - self.env.now)
+        overlap = max(0.0, end - self.env.now)
+        if latency_s / rate <= overlap:
+            return latency_s / rate
+        return overlap + (latency_s - overlap * rate)
+
 
 class _Layer:
     """The ops of one transformer block for one (sub-)batch, split by tensor parallelism."""
 
-    def __init__(self, arch: ModelArchitecture, contexts: Sequence[int], tp: int, dtype: DType):
+    def __init__(
+        self,
+        arch: ModelArchitecture,
+        contexts: Sequence[int],
+        tp: int,
+        dtype: DType,
+        channels: Sequence[int] | None = None,
+    ):
         batch = len(contexts)
         heads, kv_heads = arch.heads // tp, max(1, arch.kv_heads // tp)
         hd, d = arch.head_dim, arch.d_model
@@ -178,6 +234,7 @@ class _Layer:
             ]
             self.expert_ops = []
         self.contexts = list(contexts)
+        self.channels = None if channels is None else [int(c) for c in channels]
         self.heads, self.kv_heads, self.head_dim, self.dtype = heads, kv_heads, hd, dtype
 
     def attention_op(self, requests: int, mean_context: int) -> Attention:
@@ -192,6 +249,36 @@ class _Layer:
             causal=False,
             dtype=self.dtype,
         )
+
+    def softmax_op(self) -> Softmax:
+        """The scores of every query head over its context, as the host's softmax sees them."""
+        scores = (self.heads, sum(self.contexts))
+        return Softmax(
+            "scores_softmax",
+            x=Tensor("scores", scores, self.dtype),
+            out=Tensor("probs", scores, self.dtype),
+        )
+
+
+def _split_by_channel(
+    contexts: Sequence[int], channels: Sequence[int], n_channels: int
+) -> list[tuple[list[int], list[int]]]:
+    """NeuPIMs' simple sub-batch partition ([NeuPIMs-repo] src/scheduler/Scheduler.cc
+    ``group_sub_batches``): the first half of each channel's requests forms sub-batch one, the
+    rest sub-batch two; an odd count gives the extra request to each sub-batch in turn."""
+    parts: list[tuple[list[int], list[int]]] = [([], []), ([], [])]
+    ceil_turn = True
+    for ch in range(n_channels):
+        members = [i for i, c in enumerate(channels) if c == ch]
+        first = len(members) // 2
+        if len(members) % 2:
+            first += 1 if ceil_turn else 0
+            ceil_turn = not ceil_turn
+        for rank, i in enumerate(members):
+            part = parts[0 if rank < first else 1]
+            part[0].append(int(contexts[i]))
+            part[1].append(ch)
+    return parts
 
 
 def _mean_context(contexts: Sequence[int], bucket: int) -> int:
@@ -238,6 +325,8 @@ def simulate_decode_step(
     separate = plan.attention != plan.compute
     exclusive = separate and bool(getattr(attn_dev, "blocks_host_memory", False))
     memory = _Memory(env, attn_dev.peak_bw_bytes_per_s() if separate else 0.0, exclusive)
+    per_channel = separate and bool(getattr(attn_dev, "maps_requests_to_channels", False))
+    host_bw = attn_dev.config.dram.bw_bytes_per_s if per_channel else 0.0
     units = {plan.compute: simpy.Resource(env, 1)}
     if separate:
         units[plan.attention] = simpy.Resource(env, 1)
@@ -246,10 +335,28 @@ def simulate_decode_step(
     ids = iter(range(1 << 60))
 
     def run(device: str, op: Op):
-        cost, op_energy = costs(device, op)
+        yield from run_cost(device, *costs(device, op))
+
+    def run_cost(device: str, cost: OpCost, op_energy: float, column_share: float = 0.0):
         energy[0] += op_energy
         with units[device].request() as unit:
             yield unit
+            if per_channel and memory.lock is None:
+                token = next(ids)
+                if device == plan.attention:
+                    memory.column_bus[token] = (column_share, env.now + cost.latency_s)
+                    duration = cost.latency_s
+                else:
+                    dram_bytes = cost.bytes_by_level.get("dram", 0.0) + cost.bytes_by_level.get(
+                        "hbm", 0.0
+                    )
+                    duration = memory.host_duration_s(
+                        cost.latency_s, dram_bytes / cost.latency_s, host_bw
+                    )
+                yield env.timeout(duration)
+                memory.column_bus.pop(token, None)
+                busy[device] += duration
+                return
             if memory.lock is not None:
                 with memory.lock.request() as held:
                     yield held
@@ -272,6 +379,16 @@ def simulate_decode_step(
 
     def split_attention(layer: _Layer):
         requests = len(layer.contexts)
+        if layer.channels is not None:
+            # score GEMVs in every channel, the scores to the host's vector unit for the softmax
+            # (beside its arrays, so it does not wait for their GEMMs), then context GEMVs
+            (qk, qk_energy), (sv, sv_energy) = costs.pim_phases(plan.attention, layer)
+            softmax_cost, softmax_energy = costs(plan.compute, layer.softmax_op())
+            yield from run_cost(plan.attention, qk.cost, qk_energy, qk.column_bus_share)
+            energy[0] += softmax_energy
+            yield env.timeout(softmax_cost.latency_s)
+            yield from run_cost(plan.attention, sv.cost, sv_energy, sv.column_bus_share)
+            return
         mean = _mean_context(layer.contexts, context_bucket)
         if not (plan.co_processing and separate) or requests < 2:
             yield from run(plan.attention, layer.attention_op(requests, mean))
@@ -314,10 +431,24 @@ def simulate_decode_step(
             yield from run_all(plan.compute, layer.post)
             yield from experts(layer)
 
-    size = len(contexts) // plan.sub_batches
-    chunks = [contexts[:size], contexts[size:]] if plan.sub_batches == 2 else [contexts]
-    for chunk in chunks:
-        env.process(sub_batch(_Layer(arch, chunk, tensor_parallel, dtype)))
+    if per_channel and not plan.co_processing:
+        heads, kv_heads = arch.heads // tensor_parallel, max(1, arch.kv_heads // tensor_parallel)
+        channels = attn_dev.assign_channels(
+            contexts, heads_q=heads, heads_kv=kv_heads, head_dim=arch.head_dim, dtype=dtype
+        )
+        if plan.sub_batches == 2:
+            parts = _split_by_channel(contexts, channels, attn_dev.config.channels)
+        else:
+            parts = [(list(contexts), list(channels))]
+        layers = [
+            _Layer(arch, part, tensor_parallel, dtype, channels=chs) for part, chs in parts if part
+        ]
+    else:
+        size = len(contexts) // plan.sub_batches
+        chunks = [contexts[:size], contexts[size:]] if plan.sub_batches == 2 else [contexts]
+        layers = [_Layer(arch, chunk, tensor_parallel, dtype) for chunk in chunks]
+    for layer in layers:
+        env.process(sub_batch(layer))
     env.run()
     latency = env.now
     return StepResult(

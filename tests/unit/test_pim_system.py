@@ -110,8 +110,9 @@ def test_sub_batch_interleaving_overlaps_gemm_and_gemv():
     two = simulate_decode_step(
         machine, GPT3_7B, contexts, SystemPlan("npu", "pim", 2), tensor_parallel=4
     )
-    # one batch: the phases alternate, nothing overlaps
-    assert one.latency_s == pytest.approx(sum(one.busy_s.values()), rel=0.01)
+    # one batch: the phases alternate, nothing overlaps (the softmax round trip between the
+    # two GEMVs adds to that: tests/unit/test_pim_channels.py)
+    assert one.latency_s >= sum(one.busy_s.values()) * (1 - 1e-9)
     # two sub-batches: PIM attention of one hides behind NPU GEMMs of the other
     assert two.latency_s < 0.97 * sum(two.busy_s.values())
     assert two.latency_s >= max(two.busy_s.values()) * (1 - 1e-9)

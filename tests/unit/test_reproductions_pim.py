@@ -19,29 +19,27 @@ def duplex():
     return run_reproduction("duplex")
 
 
-def test_neupims_over_gpu_only_near_the_paper(neupims):
-    # Paper 3x. The A100 baseline comes from the validated GPU model; since that model runs
-    # under-filled GEMMs with stream-K (checked on the H100 hold-out shapes) the GPU-only
-    # baseline got faster and the ratio sits at about 2.5x, just outside 15%: held to 25% here,
-    # and the report shows it as out of tolerance.
+def test_neupims_over_gpu_only_undershoots(neupims):
+    # Known miss (reports/reproductions/neupims.md, Gaps): the paper's 3.0x against its 2.4x
+    # over NPU-only puts its GPU baseline below its NPU-only system; the A100 modelled here runs
+    # the step faster than the NPU, so the gain over it comes out low. NeuPIMs must still win.
     m = neupims.metrics["throughput_over_gpu_only"]
-    assert m.tolerance == TOLERANCE
-    assert abs(m.archsim - m.paper) <= 0.25 * m.paper, (m.archsim, m.paper)
+    assert 1.0 < m.archsim < m.paper * (1 - TOLERANCE)
 
 
 def test_neupims_over_npu_only_overshoots(neupims):
-    # Known miss (reports/reproductions/neupims.md, Gaps): the modelled PIM attention is about 10x
-    # faster than the NPU's bandwidth-bound attention, the paper's figures imply about 2.3x, so
-    # the gain over NPU-only comes out high. NeuPIMs must still win, and by more than the paper.
+    # Known miss (reports/reproductions/neupims.md, Gaps): NeuPIMs is bound by its NPU GEMMs,
+    # and NPU-only attention cannot beat the DRAM bandwidth, so the gain comes out above the
+    # paper's; it must stay a gain.
     m = neupims.metrics["throughput_over_npu_only"]
     assert m.archsim > m.paper * (1 + TOLERANCE)
 
 
-def test_neupims_over_naive_npu_pim_undershoots(neupims):
-    # Known miss, same cause: PIM attention is short beside the GEMMs, so sub-batch
-    # interleaving has little PIM time to hide. It must still pay, but by less than the paper.
+def test_neupims_over_naive_npu_pim_within_tolerance(neupims):
+    # per-request channels, short V rows, ganged activations and the softmax round trip make
+    # PIM attention long enough that sub-batch interleaving pays as in the paper
     m = neupims.metrics["throughput_over_naive_npu_pim"]
-    assert 1.0 < m.archsim < m.paper * (1 - TOLERANCE)
+    assert abs(m.archsim - m.paper) <= TOLERANCE * m.paper, (m.archsim, m.paper)
 
 
 def test_neupims_beats_every_baseline(neupims):

@@ -3,6 +3,8 @@
 from archsim.hw.memory.standards import HBM2, HBM2E, HBM3, STANDARDS, DramStandard, get_standard
 from archsim.hw.memory.timing import (
     StreamStats,
+    pim_gemv_row_cycles,
+    pim_gwrite_cycles,
     pim_row_stream,
     random_pattern,
     serve_stream,
@@ -18,6 +20,8 @@ __all__ = [
     "DramStandard",
     "StreamStats",
     "get_standard",
+    "pim_gemv_row_cycles",
+    "pim_gwrite_cycles",
     "pim_row_stream",
     "random_pattern",
     "serve_stream",

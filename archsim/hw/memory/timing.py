@@ -3,6 +3,9 @@
 A stream is one channel's sequence of column accesses; channels are interleaved at burst or row
 granularity and behave alike, so one channel's result scales to the stack. Large streams are
 summarised: a window of a repeating pattern is simulated and the steady-state rate extended.
+
+[NeuPIMs-repo] github.com/casys-kaist/NeuPIMs, the NeuPIMs paper's simulator (extern/NewtonSim:
+the PIM command timings of its HBM2 controller).
 """
 
 from __future__ import annotations
@@ -140,3 +143,57 @@ def pim_row_stream(
     cycles, acts, refs = _pim_rows(std, _PIM_WINDOW_ROWS, commands_per_row, command_cycles)
     scale = rows / _PIM_WINDOW_ROWS
     return cycles * scale, acts * scale, refs * scale
+
+
+def pim_gemv_row_cycles(
+    std: DramStandard, *, banks_per_channel: int, comps: int, readres: int
+) -> float:
+    """Controller cycles of one all-bank GEMV over one row of every bank of a channel.
+
+    The command sequence is the one NeuPIMs' PIM controller issues [NeuPIMs-repo]
+    (extern/NewtonSim/src/channel_state.cc ``EstimatePIMOperationLatency`` and timing.cc):
+
+    * the row left open by the previous GEMV closes: read-to-precharge ``tRTP``, then ``tRP``;
+    * ganged activation: one G_ACT per bank group; G_ACTs of one rank are ``tFAW`` apart (the
+      power window that also limits four single-bank activations), the ranks of a channel
+      activate side by side; the first command follows the last G_ACT after ``tRCD``;
+    * ``comps`` MAC commands, each ``max(burst, tCCD_S)`` cycles, never fewer than six (the
+      MAC pipeline fill);
+    * ``readres`` result reads (one per GEMV of the row), the first overlapping the last MAC
+      command, the rest ``max(burst, tCCD_L)`` apart.
+
+    Refresh takes ``tRFC`` of every ``tREFI`` from the channel, PIM commands included.
+
+    Parameters
+    ----------
+    std:
+        DRAM standard of the channel.
+    banks_per_channel:
+        Banks driven by one all-bank command (all ranks of the channel).
+    comps, readres:
+        MAC commands and result reads of this row.
+    """
+    if comps < 1 or readres < 1:
+        raise ValueError(
+            f"a PIM row needs at least one MAC command and one result read, got comps={comps}, "
+            f"readres={readres}"
+        )
+    # ranks activate side by side: they add banks, not time
+    gacts_per_rank = max(1, min(banks_per_channel, std.banks) // std.banks_per_group)
+    close = std.cycles(std.t_rtp_s) + std.cycles(std.t_rp_s)
+    activate = std.cycles(std.t_faw_s) * (gacts_per_rank - 1) + std.cycles(std.t_rcd_s)
+    command = max(std.burst_cycles, float(std.t_ccd_s_cycles))
+    result = max(std.burst_cycles, float(std.t_ccd_l_cycles))
+    busy = close + activate + command * max(comps, 6) + result * (readres - 1)
+    return busy / (1.0 - std.t_rfc_s / std.t_refi_s)
+
+
+def pim_gwrite_cycles(std: DramStandard, *, commands_per_row: int) -> float:
+    """Controller cycles to load one input vector (a row's worth) into the PIM global buffer.
+
+    NewtonSim's GWRITE ([NeuPIMs-repo] extern/NewtonSim/src/configuration.cc: ``gwrite_delay =
+    (tCCD_S + tCCD_L) x 32``, 32 being the MAC-width columns of a 1 KiB row) after the source row
+    opens (``tRP + tRCD``, channel_state.cc ``EstimatePIMOperationLatency``).
+    """
+    per_column = float(std.t_ccd_s_cycles + std.t_ccd_l_cycles)
+    return std.cycles(std.t_rp_s) + std.cycles(std.t_rcd_s) + per_column * commands_per_row
