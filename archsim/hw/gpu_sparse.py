@@ -1,24 +1,33 @@
-"""Unstructured-sparse GEMM kernels on a GPU: Flash-LLM, a Sputnik-like and a SparTA-like SpMM.
+"""Unstructured-sparse GEMM kernels on a GPU: Flash-LLM, Sputnik and SparTA.
 
 Pure cost functions of a :class:`GpuConfig` and the per-tile non-zeros of the sparse weight (from a
 real mask through :func:`archsim.kernels.sparse_tiles.tile_nnz`, or drawn from a density model).
 The weight is archsim's ``Gemm.b``: ``K x N`` (reduction x output features); the activations are
-``M x K`` with ``M`` the tokens of the batch (skinny: 8 to 32 in decode).
+``M x K`` with ``M`` the tokens of the batch (skinny: 8 to 64 in decode).
 
-* **Flash-LLM** (Xia et al., VLDB 2024), "load as sparse, compute as dense": each thread block owns
-  ``tile_n`` output features and walks K in ``tile_k`` steps. A step loads the tile's Tiled-CSL
-  words from HBM, zero-fills a dense tile in shared memory, scatters the non-zeros into it and runs
-  dense tensor-core MMAs on it. Double buffering overlaps the next step's load with this step's
-  on-chip work, but a block keeps one load in flight, so every step pays the HBM latency plus its
-  bytes at the block's share of bandwidth (Little's law); shared memory and tensor cores are shared
-  by the blocks resident on the SM. Blocks run on SM slots in launch order, so uneven tiles leave
-  some SMs busy after others finish (the imbalance the kernel returns). Split-K is searched and
-  reduced by a second kernel, as Flash-LLM's own reduction kernel does.
-* **Sputnik-like** (Gale et al., SC 2020): CSR with 16-bit column indices, 1-D tiling on CUDA
-  cores; every kept weight gathers its activation row from L2 and does ``M`` fp32 FMAs.
-* **SparTA-like** (Zheng et al., OSDI 2022): the weight is split into a 2:4 part (up to two kept
-  weights per group of four along K) run on sparse tensor cores, plus the remainder on the
-  Sputnik-like kernel; two kernels, one after the other.
+* **Flash-LLM** (Xia et al., VLDB 2024, Sec. 4; its ``csrc/SpMM_Kernel.cuh``), "load as sparse,
+  compute as dense": each thread block owns ``tile_n`` output features and walks K in 64-deep
+  steps. A step issues the next tile's Tiled-CSL words from HBM into registers and its activation
+  tile into shared memory (``cp.async``), runs the tensor-core MMAs of the current tile meanwhile,
+  then waits for the words and scatters them into the zero-filled dense tile. One block keeps one
+  tile in flight, so its own step is a chain: load latency (or its MMAs, whichever is longer),
+  then the scatter. Blocks resident on an SM overlap one another's chains, and the device's HBM
+  bandwidth is shared by all resident blocks (Little's law: a block's step is never shorter than
+  its bytes at its share of bandwidth, and never shorter than its latency chain; the two do not
+  add). Shared memory (zero-fill, MMA operand reads, scatter) and tensor cores are shared by the
+  blocks of an SM. Blocks run on SM slots in launch order, so uneven tiles leave some SMs busy
+  after others finish (the imbalance the kernel returns). Split-K partials are reduced by a second
+  kernel, as Flash-LLM's ``SplitK_Reduction`` does.
+* **Sputnik** (Gale et al., SC 2020; its fp16 ``CudaSpmm`` in ``sputnik/spmm/cuda_spmm.cu.cc``):
+  CSR with 16-bit column indices, one-dimensional tiling: a 32-thread block handles 4 weight rows,
+  8 threads per row, and for every kept weight each thread loads a 2/4/8-element strip of the
+  activation row it indexes (through L1, from L2 on a miss), converts it to fp32 and does FMAs on
+  the CUDA cores. Its time is the largest of: instruction issue (per-kept-weight instruction
+  counts against the SM's issue, load/store and fp32 pipes), the activation strips missed in L1
+  at L2 bandwidth, and HBM traffic.
+* **SparTA** as the Flash-LLM artifact runs it (``kernel_benchmark/sparTA.h``): the first two kept
+  weights of each group of four along K go to cuSPARSELt's 2:4 GEMM (archsim's GPU model of a 2:4
+  GEMM), the rest to Sputnik; two kernels, one after the other.
 * **dense**: archsim's own GPU model (``build_device(gpu).cost(op)``), as cuBLAS runs it.
 """
 
@@ -36,40 +45,116 @@ from archsim.ir.tensor import NM, DType
 from archsim.kernels.sparse_tiles import (
     TILED_CSL_BYTES_PER_NNZ,
     TILED_CSL_BYTES_PER_TILE,
+    closed_network_cycle,
     schedule_blocks,
 )
 
 # Shared memory serves 32 banks of 4 bytes per clock on every SM from Volta to Hopper (CUDA C++
 # Programming Guide, "Shared Memory" of compute capabilities 7.x, 8.x, 9.0).
 SHARED_MEMORY_BYTES_PER_CLOCK_PER_SM = 128.0
+# Flash-LLM's Tiled-CSL reorders each tile's words so that one warp's 32 scattered 16-bit stores
+# hit 32 different banks (Xia et al., VLDB 2024, Sec. 4.3.2; InitSparseMatrixA_API's bank
+# balancing): one shared-memory wavefront per 32 kept weights.
+SCATTER_NNZ_PER_WAVEFRONT = 32.0
 # Sputnik stores fp16 values with 16-bit column indices, plus a 32-bit offset per row (Gale et al.,
 # SC 2020, Sec. 6 "mixed precision").
 SPUTNIK_BYTES_PER_NNZ = 4.0
-# Tensor-core MMA for fp16 on Ampere is m16n8k16: the token dimension is padded to a multiple of 8.
-MMA_TOKEN_MULTIPLE = 8
-# Split-K factors searched for the Flash-LLM kernel (its API takes an integer Split_K).
+# Sputnik's fp16 kernels (cuda_spmm.cu.cc, CudaSpmmBiasRelu for half2): 4 weight rows per block of
+# 8 x 4 = 32 threads, 8 threads per row.
+SPUTNIK_ROWS_PER_BLOCK = 4
+SPUTNIK_THREADS_PER_ROW = 8
+# Resident thread blocks per SM on compute capability 8.0 (CUDA C++ Programming Guide, Table
+# "Technical Specifications per Compute Capability"): one-warp Sputnik blocks are capped by it.
+MAX_BLOCKS_PER_SM = 32
+# Instructions per kept weight per Sputnik thread, from its dense-tile loop (dense_tile.h) and
+# tile MAC: one load of the activation strip, half a shared load of the 16-bit index pair and
+# half of the fp16 value pair; one integer multiply scaling the index and a 64-bit address add
+# (two integer adds); and on the fp32 pipe one conversion of the weight plus, per activation
+# element, one fp16-to-fp32 conversion and one FMA.
+SPUTNIK_LSU_INSTR_PER_NNZ = 2.0
+SPUTNIK_INT_INSTR_PER_NNZ = 2.0
+SPUTNIK_FP32_INSTR_PER_NNZ = 2.0  # index multiply and weight conversion
+SPUTNIK_FP32_INSTR_PER_ELEMENT = 2.0  # conversion and FMA per activation element
+# Per SM and clock on compute capability 8.0: 4 schedulers issue one warp instruction each; the
+# MIO queue hands one instruction per clock to the load/store pipe (NVIDIA developer forum, "How
+# does the LSU execute load/store instructions in the Ampere architecture", G. Smith); 64 fp32
+# lanes, two warp instructions per clock (CUDA C++ Programming Guide, arithmetic throughput).
+WARP_ISSUE_PER_CLOCK_PER_SM = 4.0
+LSU_ISSUE_PER_CLOCK_PER_SM = 1.0
+FP32_WARP_INSTR_PER_CLOCK_PER_SM = 2.0
+WARP_SIZE = 32
+# L1 and L2 move 32-byte sectors (CUDA C++ Best Practices Guide, "Coalesced Access to Global
+# Memory").
+SECTOR_BYTES = 32
+# Shared memory the CUDA runtime reserves per resident block on 8.x (CUDA C++ Programming Guide,
+# "Shared Memory" of compute capability 8.x: 1 KB per block).
+RESERVED_SHARED_BYTES_PER_BLOCK = 1024
+# Shared-memory carve-outs an 8.0 SM offers, in KB (CUDA C++ Programming Guide, compute
+# capability 8.x: 0, 8, 16, 32, 64, 100, 132 or 164 KB of the 192 KB unified array).
+SHARED_CARVEOUTS_KB = (0, 8, 16, 32, 64, 100, 132, 164)
+# Split-K factors searched for the Flash-LLM kernel when none is given (its API takes an integer).
 SPLIT_K_FACTORS = (1, 2, 3, 4, 5, 6, 7, 8)
 FP32_BYTES = 4.0
 FP16_BYTES = 2.0
+# Flash-LLM's MMA tile is m16n16k16 (TilingConfig.h MMA_M/N/K), so its token tile is a multiple
+# of 16 even where only 8 activation columns are loaded (its N=8 variant).
+MMA_N = 16
 
 
 @dataclass(frozen=True)
 class FlashLlmTiling:
-    """Thread-block tiling of the Flash-LLM kernel (its TilingConfig for 4 warps per block).
+    """Thread-block tiling of the Flash-LLM kernel (one ``TilingConfig`` of ``SpMM_API.cu``).
 
     Attributes
     ----------
     tile_n:
-        Output features per block: 16-row MMAs x 4 per warp x 4 warps = 256.
+        Output features (weight rows) per block: 16-row MMAs x 4 per warp x row warps
+        (256 with 4 row warps, 128 with 2).
     tile_k:
         Reduction elements per step: 4 MMAs of k = 16 = 64.
+    tile_tokens:
+        Activation columns per block (TILE_N of the kernel): 16 x column tensors x column warps.
+    loaded_tokens:
+        Activation columns actually loaded (8 in the kernel's N=8 variant, else ``tile_tokens``).
     stages:
-        Shared-memory buffers per operand (double buffering).
+        Shared-memory buffers per operand (the kernel double-buffers).
+    warps:
+        Warps per block (4 in every configuration).
     """
 
     tile_n: int = 256
     tile_k: int = 64
+    tile_tokens: int = 16
+    loaded_tokens: int = 16
     stages: int = 2
+    warps: int = 4
+
+    @property
+    def shared_bytes(self) -> int:
+        """Dynamic shared memory of one block: SpMM_API.cu's SHMEM_SZ."""
+        buffers = (self.tile_n + self.tile_tokens) * self.tile_k * int(FP16_BYTES) * self.stages
+        c_tile = (self.tile_n + 4) * self.tile_tokens * int(FP32_BYTES)
+        return max(buffers, c_tile)
+
+
+def flash_llm_tiling(tokens: int) -> FlashLlmTiling:
+    """The ``TilingConfig`` Flash-LLM's ``SpMM_SplitK_API`` picks for ``tokens`` columns.
+
+    N=8: <4,1,1,N8>, 16: <4,1,1>, 32: <4,1,2> (4 row warps: 256 rows); 64: <2,2,2>; 128 and any
+    multiple of 128: <2,2,4> (2 row warps: 128 rows). Other token counts are rejected, as the API
+    rejects them.
+    """
+    if tokens == 8:
+        return FlashLlmTiling(tile_n=256, tile_tokens=16, loaded_tokens=8)
+    if tokens == 16:
+        return FlashLlmTiling(tile_n=256, tile_tokens=16, loaded_tokens=16)
+    if tokens == 32:
+        return FlashLlmTiling(tile_n=256, tile_tokens=32, loaded_tokens=32)
+    if tokens == 64:
+        return FlashLlmTiling(tile_n=128, tile_tokens=64, loaded_tokens=64)
+    if tokens % 128 == 0:
+        return FlashLlmTiling(tile_n=128, tile_tokens=128, loaded_tokens=128)
+    raise ValueError(f"Flash-LLM supports 8, 16, 32, 64 or a multiple of 128 tokens, got {tokens}")
 
 
 @dataclass(frozen=True)
@@ -90,7 +175,7 @@ class SpmmCost:
         Busiest SM slot over the mean slot (1.0 = perfectly even; Flash-LLM only).
     bound:
         What limits the mainloop: ``memory``, ``latency``, ``shared_memory``, ``tensor``,
-        ``cuda_cores`` or ``l2``.
+        ``issue``, ``lsu``, ``fp32`` or ``l2``.
     notes:
         The configuration chosen (split-K, blocks per SM ...).
     """
@@ -110,10 +195,11 @@ def flash_llm_spmm(
     counts: np.ndarray,
     k: int,
     n: int,
-    tiling: FlashLlmTiling = FlashLlmTiling(),
+    tiling: FlashLlmTiling | None = None,
     dtype: DType = DType.FP16,
+    split_k: int | None = None,
 ) -> SpmmCost:
-    """Flash-LLM SpMM time: the best split-K of the load-as-sparse, compute-as-dense kernel.
+    """Flash-LLM SpMM time at a given split-K (or the best of ``SPLIT_K_FACTORS``).
 
     Parameters
     ----------
@@ -127,15 +213,22 @@ def flash_llm_spmm(
     k, n:
         Reduction length and output features of the weight.
     tiling:
-        The kernel's block tile.
+        The kernel's block tile; ``None``: the one Flash-LLM's API picks for ``tokens``.
     dtype:
         Element type of weights and activations (2-byte types).
+    split_k:
+        Slices of K run by separate blocks and reduced afterwards; ``None``: searched.
     """
+    tiling = flash_llm_tiling(tokens) if tiling is None else tiling
     expected = (-(-k // tiling.tile_k), -(-n // tiling.tile_n))
     if counts.shape != expected:
         raise ValueError(
             f"tile counts have shape {counts.shape}, the {k}x{n} grid needs {expected}"
         )
+    if split_k is not None:
+        if not 1 <= split_k <= counts.shape[0]:
+            raise ValueError(f"split_k must be in 1..{counts.shape[0]} for K={k}, got {split_k}")
+        return _flash_llm_split(gpu, tokens, counts, k, n, tiling, dtype, split_k)
     best: SpmmCost | None = None
     for split in SPLIT_K_FACTORS:
         if split > counts.shape[0]:
@@ -160,35 +253,43 @@ def _flash_llm_split(
     eff = gpu.efficiency
     sms = gpu.sm_count
     k_tiles, n_tiles = counts.shape
-    tokens_padded = -(-tokens // MMA_TOKEN_MULTIPLE) * MMA_TOKEN_MULTIPLE
     dense_tile_bytes = tiling.tile_k * tiling.tile_n * FP16_BYTES
-    act_tile_bytes = tiling.tile_k * tokens_padded * FP16_BYTES
-    block_smem = tiling.stages * (dense_tile_bytes + act_tile_bytes)
-    per_sm = max(1, int(gpu.shared_memory_per_sm_bytes // block_smem))
+    act_tile_bytes = tiling.tile_k * tiling.loaded_tokens * FP16_BYTES
+    per_sm = max(1, int(gpu.shared_memory_per_sm_bytes // tiling.shared_bytes))
     blocks = n_tiles * split
     resident = min(per_sm, -(-blocks // sms))
     slots = sms * resident
+    concurrent = min(blocks, slots)
 
-    # one resident block's share of HBM and of its SM's L2 port
     hbm_bw = gpu.hbm.bw_bytes_per_s * eff.hbm
     l2_bw = gpu.l2.bw_bytes_per_s * eff.l2
-    concurrent = min(blocks, slots)
-    hbm_share = min(hbm_bw / concurrent, l2_bw / sms / resident)
-    l2_share = l2_bw / concurrent
+    # the most one SM pulls through its L2 port, and one block's share of HBM when all run
+    port_bw = l2_bw / sms
+    hbm_share = hbm_bw / concurrent
 
-    # per step: the load (latency + bytes, one load in flight per block) against the on-chip work
-    # of the resident blocks that share the SM's shared memory and tensor cores
     sparse_bytes = TILED_CSL_BYTES_PER_NNZ * counts + TILED_CSL_BYTES_PER_TILE
-    load_s = gpu.hbm.latency_s + sparse_bytes / hbm_share + act_tile_bytes / l2_share
     smem_bw = SHARED_MEMORY_BYTES_PER_CLOCK_PER_SM * gpu.clock_hz
-    # zero-fill and MMA read of the dense tile, scatter of the non-zeros, activations in and out
-    smem_s = (2.0 * dense_tile_bytes + FP16_BYTES * counts + 2.0 * act_tile_bytes) / smem_bw
+    # every warp of a block reads the whole activation tile for its MMAs (one column warp for
+    # N<=32); the dense tile is zero-filled and read once; the scatter is one wavefront per 32
+    col_warps = max(1, tiling.tile_tokens // (MMA_N * 2)) if tiling.tile_n == 128 else 1
+    act_reads = tiling.warps // col_warps
+    mma_read_s = (dense_tile_bytes + act_reads * act_tile_bytes) / smem_bw
+    fill_s = (dense_tile_bytes + act_tile_bytes) / smem_bw
+    scatter_s = counts / SCATTER_NNZ_PER_WAVEFRONT / gpu.clock_hz
     tensor_sm_flops = gpu.tensor_flops_per_s[dtype] * eff.tensor / sms
-    tensor_s = 2.0 * tiling.tile_k * tiling.tile_n * tokens_padded / tensor_sm_flops
-    onchip_s = resident * np.maximum(smem_s, tensor_s)
-    step_s = np.maximum(load_s, onchip_s)
+    tensor_s = 2.0 * tiling.tile_k * tiling.tile_n * tiling.tile_tokens / tensor_sm_flops
 
-    # blocks in launch order: output strip fastest, then split-K slice
+    # Little's law with contention: blocks are customers of a closed queueing network. Per step
+    # a block waits the unloaded latency plus its own transfer through its SM's port (a delay,
+    # overlapping its MMAs on the tile before), queues for HBM (its bytes at the device's
+    # bandwidth) and for its SM's shared memory and tensor cores (zero-fill, MMA operand reads,
+    # scatter). Exact MVA at the resident population gives the step; with one tile load in
+    # flight per block, latency and bandwidth neither add nor simply overlap.
+    think_s = np.maximum(gpu.hbm.latency_s + sparse_bytes / port_bw, tensor_s)
+    sm_s = np.maximum(mma_read_s + fill_s + scatter_s, tensor_s)
+    step_s = _network_steps(think_s, sparse_bytes / hbm_bw, sm_s, sms, concurrent)
+
+    # blocks in launch order: output strip fastest, then split-K slice (SpMM_Kernel's blockIdx.y)
     edges = np.linspace(0, k_tiles, split + 1).round().astype(int)
     block_s = np.concatenate(
         [step_s[edges[s] : edges[s + 1]].sum(axis=0) for s in range(split)]
@@ -198,22 +299,25 @@ def _flash_llm_split(
     imbalance = float(busy.max() / busy.mean()) if busy.mean() > 0 else 1.0
 
     out_bytes = tokens * n * FP16_BYTES
-    fixed_s = gpu.kernel_launch_s
+    act_bytes = k * tokens * FP16_BYTES
+    fixed_s = gpu.kernel_launch_s + gpu.hbm.latency_s
     reduction_s = 0.0
     if split > 1:
-        # fp32 partials written and read back through L2 by Flash-LLM's reduction kernel
-        reduction_s = gpu.kernel_launch_s + 2.0 * split * tokens * n * FP32_BYTES / l2_bw
+        # fp16 partials (SpMM_API.cu's half Reduction_Workspace) written by the mainloop and
+        # read back by SplitK_Reduction through L2, which writes the output
+        reduction_s = gpu.kernel_launch_s + 2.0 * split * tokens * n * FP16_BYTES / l2_bw
     latency_s = fixed_s + mainloop_s + out_bytes / hbm_bw + reduction_s
 
     nnz = float(counts.sum())
     metadata = (TILED_CSL_BYTES_PER_NNZ - FP16_BYTES) * nnz + TILED_CSL_BYTES_PER_TILE * counts.size
-    hbm_bytes = TILED_CSL_BYTES_PER_NNZ * nnz + TILED_CSL_BYTES_PER_TILE * counts.size + out_bytes
-    hbm_bytes += k * tokens * FP16_BYTES
-    shares = {
-        "latency": float(gpu.hbm.latency_s * k_tiles * n_tiles),
-        "memory": float((sparse_bytes / hbm_share).sum()),
-        "shared_memory": float((resident * smem_s).sum()),
+    hbm_bytes = TILED_CSL_BYTES_PER_NNZ * nnz + TILED_CSL_BYTES_PER_TILE * counts.size
+    hbm_bytes += out_bytes + act_bytes
+    # what the step would be if one resource alone limited it, summed over the tiles
+    limits = {
+        "latency": float(think_s.sum()),
+        "shared_memory": float((resident * (mma_read_s + fill_s + scatter_s)).sum()),
         "tensor": float(resident * tensor_s * counts.size),
+        "memory": float((sparse_bytes / hbm_share).sum()),
     }
     return SpmmCost(
         kernel="flash-llm",
@@ -221,28 +325,118 @@ def _flash_llm_split(
         hbm_bytes=hbm_bytes,
         metadata_bytes=metadata,
         imbalance=imbalance,
-        bound=max(shares, key=shares.__getitem__),
+        bound=max(limits, key=limits.__getitem__),
         notes=f"split-k {split}, {resident} block(s)/SM, {blocks} blocks",
     )
 
 
-def sputnik_spmm(gpu: GpuConfig, tokens: int, nnz: float, k: int, n: int) -> SpmmCost:
-    """Sputnik-like CUDA-core SpMM of ``nnz`` kept weights against ``tokens`` activation rows.
+def _network_steps(
+    think_s: np.ndarray, hbm_s: np.ndarray, sm_s: np.ndarray, sms: int, population: int
+) -> np.ndarray:
+    """:func:`closed_network_cycle` per tile, solved once per distinct tile (counts repeat)."""
+    keys = np.stack([think_s.ravel(), hbm_s.ravel(), sm_s.ravel()])
+    unique, inverse = np.unique(keys, axis=1, return_inverse=True)
+    cycles = closed_network_cycle(
+        np.ascontiguousarray(unique[0]),
+        np.ascontiguousarray(unique[1]),
+        np.ascontiguousarray(unique[2]),
+        sms,
+        population,
+    )
+    return cycles[inverse.ravel()].reshape(think_s.shape)
 
-    Each kept weight reads its value and 16-bit index from HBM once, gathers its activation row
-    (``tokens`` fp16 values) through L2 and does ``tokens`` fp32 FMAs on the CUDA cores. The three
-    streams overlap; the slowest bounds the kernel.
+
+def sputnik_strip_elements(tokens: int) -> int:
+    """Activation elements one Sputnik thread loads per kept weight (its dense vector width).
+
+    cuda_spmm.cu.cc (half2): half2 dense loads for N <= 16, half4 for N <= 32, half8 for N a
+    multiple of 64 above 32, else half4.
+    """
+    if tokens <= 16:
+        return 2
+    if tokens <= 32:
+        return 4
+    if tokens % 64 == 0:
+        return 8
+    return 4
+
+
+def sputnik_l1_bytes(
+    l1_shared_bytes_per_sm: float, blocks_per_sm: int, shared_per_block: float
+) -> float:
+    """L1 capacity left to a kernel: the unified array less the smallest carve-out that fits."""
+    need_kb = blocks_per_sm * (shared_per_block + RESERVED_SHARED_BYTES_PER_BLOCK) / 1024.0
+    carveout_kb = next((c for c in SHARED_CARVEOUTS_KB if c >= need_kb), SHARED_CARVEOUTS_KB[-1])
+    return max(l1_shared_bytes_per_sm - carveout_kb * 1024.0, 0.0)
+
+
+def sputnik_spmm(
+    gpu: GpuConfig,
+    tokens: int,
+    nnz: float,
+    k: int,
+    n: int,
+    l1_shared_bytes_per_sm: float,
+) -> SpmmCost:
+    """Sputnik fp16 SpMM of ``nnz`` kept weights (``n`` weight rows) against ``tokens`` columns.
+
+    Parameters
+    ----------
+    gpu:
+        The GPU.
+    tokens:
+        Activation columns.
+    nnz:
+        Kept weights.
+    k, n:
+        Reduction length and output features (weight rows) of the weight.
+    l1_shared_bytes_per_sm:
+        The SM's unified L1/shared-memory array (A100: 192 KB, whitepaper "A100 SM").
+
+    Notes
+    -----
+    Each kept weight costs the per-thread instructions of the SPUTNIK_* constants on each of the 8
+    threads of its row, one warp instruction serving 4 rows; issue, the load/store pipe and the
+    fp32 pipe each bound it. The activation strip of each kept weight hits in L1 with probability
+    capacity / working set (random reuse of the ``k`` activation rows); misses move whole sectors
+    from L2.
     """
     eff = gpu.efficiency
     hbm_bw = gpu.hbm.bw_bytes_per_s * eff.hbm
     l2_bw = gpu.l2.bw_bytes_per_s * eff.l2
+    elements = sputnik_strip_elements(tokens)
+    row_width = SPUTNIK_THREADS_PER_ROW * elements
+    strips = -(-tokens // row_width)
+    rows_per_warp = WARP_SIZE // SPUTNIK_THREADS_PER_ROW
+    warp_instr = {
+        "lsu": SPUTNIK_LSU_INSTR_PER_NNZ / rows_per_warp,
+        "int": SPUTNIK_INT_INSTR_PER_NNZ / rows_per_warp,
+        "fp32": (SPUTNIK_FP32_INSTR_PER_NNZ + SPUTNIK_FP32_INSTR_PER_ELEMENT * elements)
+        / rows_per_warp,
+    }
+    cycles_per_nnz = {
+        "issue": sum(warp_instr.values()) / WARP_ISSUE_PER_CLOCK_PER_SM,
+        "lsu": warp_instr["lsu"] / LSU_ISSUE_PER_CLOCK_PER_SM,
+        "fp32": warp_instr["fp32"] / FP32_WARP_INSTR_PER_CLOCK_PER_SM,
+    }
+    blocks = -(-n // SPUTNIK_ROWS_PER_BLOCK) * strips
+    blocks_per_sm = min(MAX_BLOCKS_PER_SM, -(-blocks // gpu.sm_count))
+    busy_sms = min(gpu.sm_count, blocks)
+    work = nnz * strips / (busy_sms * gpu.clock_hz)
+    parts = {name: c * work for name, c in cycles_per_nnz.items()}
+
+    # activation strips through L1: 64 kept weights x 4 rows of fp16 values and 16-bit indices
+    # staged in shared memory per block (SpmmConfig kBlockItemsK = 32 half2 pairs)
+    shared_per_block = 64.0 * SPUTNIK_ROWS_PER_BLOCK * 2.0 * FP16_BYTES
+    l1 = sputnik_l1_bytes(l1_shared_bytes_per_sm, blocks_per_sm, shared_per_block)
+    strip_sectors = math.ceil(min(tokens, row_width) * FP16_BYTES / SECTOR_BYTES)
+    working_set = k * strip_sectors * SECTOR_BYTES
+    hit = min(1.0, l1 / working_set)
+    parts["l2"] = nnz * strips * strip_sectors * SECTOR_BYTES * (1.0 - hit) / l2_bw
+
     out_bytes = tokens * n * FP16_BYTES
     hbm_bytes = SPUTNIK_BYTES_PER_NNZ * nnz + FP32_BYTES * n + k * tokens * FP16_BYTES + out_bytes
-    parts = {
-        "memory": hbm_bytes / hbm_bw,
-        "l2": nnz * tokens * FP16_BYTES / l2_bw,
-        "cuda_cores": 2.0 * nnz * tokens / (gpu.vector_flops_per_s * eff.vector),
-    }
+    parts["memory"] = hbm_bytes / hbm_bw
     bound = max(parts, key=parts.__getitem__)
     return SpmmCost(
         kernel="sputnik",
@@ -250,6 +444,7 @@ def sputnik_spmm(gpu: GpuConfig, tokens: int, nnz: float, k: int, n: int) -> Spm
         hbm_bytes=hbm_bytes,
         metadata_bytes=(SPUTNIK_BYTES_PER_NNZ - FP16_BYTES) * nnz + FP32_BYTES * n,
         bound=bound,
+        notes=f"{blocks} blocks, L1 hit {hit:.2f}",
     )
 
 
@@ -276,11 +471,19 @@ def group_counts(mask: np.ndarray) -> np.ndarray:
     return mask.reshape(k_len // 4, 4, n_cols).sum(axis=1)
 
 
-def sparta_spmm(gpu: GpuConfig, tokens: int, k: int, n: int, remainder_nnz: float) -> SpmmCost:
-    """SparTA-like SpMM: the 2:4 part on sparse tensor cores, the remainder on CUDA cores.
+def sparta_spmm(
+    gpu: GpuConfig,
+    tokens: int,
+    k: int,
+    n: int,
+    remainder_nnz: float,
+    l1_shared_bytes_per_sm: float,
+) -> SpmmCost:
+    """SparTA SpMM: the 2:4 part on sparse tensor cores, the remainder on Sputnik.
 
-    The 2:4 kernel is archsim's GPU model of a 2:4 GEMM (cuSPARSELt); ``remainder_nnz`` kept
-    weights that do not fit two per group of four run on :func:`sputnik_spmm` afterwards.
+    The 2:4 kernel is archsim's GPU model of a 2:4 GEMM (cuSPARSELt, searched); the
+    ``remainder_nnz`` kept weights beyond two per group of four run on :func:`sputnik_spmm`
+    in the same stream (the Flash-LLM artifact's ``sparTA.h`` times the pair together).
     """
     device = build_device(gpu)
     op = gemm("sparta.2of4", tokens, n, k, DType.FP16, b_sparsity=NM(2, 4))
@@ -289,7 +492,7 @@ def sparta_spmm(gpu: GpuConfig, tokens: int, k: int, n: int, remainder_nnz: floa
     latency_s = structured.latency_s
     notes = f"2:4 part {structured.latency_s * 1e6:.1f} us"
     if remainder_nnz > 0:
-        rest = sputnik_spmm(gpu, tokens, remainder_nnz, k, n)
+        rest = sputnik_spmm(gpu, tokens, remainder_nnz, k, n, l1_shared_bytes_per_sm)
         latency_s += rest.latency_s
         hbm += rest.hbm_bytes
         notes += f", remainder {rest.latency_s * 1e6:.1f} us"

@@ -12,10 +12,10 @@ import pandas as pd
 
 from archsim.config.loader import load_machine
 from archsim.hw.gpu_sparse import (
-    FlashLlmTiling,
     dense_gemm,
     expected_two_four_remainder,
     flash_llm_spmm,
+    flash_llm_tiling,
     sparta_spmm,
     sputnik_spmm,
 )
@@ -26,34 +26,60 @@ from archsim.shipped import resolve
 
 TOLERANCE = 0.15
 SEED = 2024
-# Weight shapes (output features, reduction) of OPT-30B/66B layers: QKV, output projection and
-# the two FFN matrices at hidden 7168 (OPT-30B), as the paper's kernel benchmark takes them.
-SHAPES = ((21504, 7168), (7168, 7168), (28672, 7168), (7168, 28672))
-BATCHES = (8, 16, 32)
-# Flash-LLM Sec. 6.1 (and the authors' summary): mean speedups at 70/80/90% sparsity.
+# The artifact's kernel benchmark (AlibabaResearch/flash-llm, kernel_benchmark/benchmark.sh):
+# weight shapes (output features, reduction) of OPT-30B, OPT-66B and OPT-175B (hidden 7168, 9216,
+# 12288: QKV, output projection, FFN up and down), each with the split-K it was run at, times
+# 8, 16, 32 and 64 tokens, at 70, 80 and 90% sparsity.
+SHAPES = (
+    (21504, 7168, 5),
+    (7168, 7168, 7),
+    (28672, 7168, 7),
+    (7168, 28672, 7),
+    (27648, 9216, 2),
+    (9216, 9216, 6),
+    (36864, 9216, 3),
+    (9216, 36864, 6),
+    (36864, 12288, 3),
+    (12288, 12288, 9),
+    (49152, 12288, 9),
+    (12288, 49152, 9),
+)
+BATCHES = (8, 16, 32, 64)
+# Xia et al., VLDB 2024, Sec. 6.1 (Fig. 10, kernel benchmark on A100-SXM4-80GB), as the artifact's
+# README restates it: Flash-LLM over Sputnik/SparTA 3.6x/1.4x, 3.0x/1.4x, 2.0x/1.6x and over
+# cuBLAS (tensor cores) 1.4x, 1.7x, 2.1x at 70, 80 and 90% sparsity (means over the benchmark).
 PAPER = {
     0.7: {"dense": 1.4, "sputnik": 3.6, "sparta": 1.4},
     0.8: {"dense": 1.7, "sputnik": 3.0, "sparta": 1.4},
     0.9: {"dense": 2.1, "sputnik": 2.0, "sparta": 1.6},
 }
+# A100 unified L1 data cache and shared memory per SM: 192 KB (A100 whitepaper, "A100 SM
+# Architecture"); a100.yaml carries only the shared-memory part.
+A100_L1_SHARED_BYTES_PER_SM = 192 * 1024
 
 
 def speedup_table(machine: str = "a100") -> pd.DataFrame:
     """One row per (sparsity, shape, batch): every kernel's time and Flash-LLM's speedups."""
     gpu = load_machine(resolve(machine, "archsim.hwconfigs")).config.devices[0]
-    tiling = FlashLlmTiling()
     rows = []
     for sparsity in PAPER:
         density = 1.0 - sparsity
-        for n, k in SHAPES:
-            counts = tile_nnz_from_density(k, n, tiling.tile_k, tiling.tile_n, density, SEED)
+        for n, k, split in SHAPES:
             remainder = expected_two_four_remainder(density) * k * n
+            counts_by_rows: dict[int, np.ndarray] = {}
             for tokens in BATCHES:
-                flash = flash_llm_spmm(gpu, tokens, counts, k, n, tiling)
+                tiling = flash_llm_tiling(tokens)
+                if tiling.tile_n not in counts_by_rows:
+                    counts_by_rows[tiling.tile_n] = tile_nnz_from_density(
+                        k, n, tiling.tile_k, tiling.tile_n, density, SEED
+                    )
+                counts = counts_by_rows[tiling.tile_n]
+                flash = flash_llm_spmm(gpu, tokens, counts, k, n, tiling, split_k=split)
+                l1 = A100_L1_SHARED_BYTES_PER_SM
                 others = {
                     "dense": dense_gemm(gpu, tokens, k, n),
-                    "sputnik": sputnik_spmm(gpu, tokens, float(counts.sum()), k, n),
-                    "sparta": sparta_spmm(gpu, tokens, k, n, remainder),
+                    "sputnik": sputnik_spmm(gpu, tokens, float(counts.sum()), k, n, l1),
+                    "sparta": sparta_spmm(gpu, tokens, k, n, remainder, l1),
                 }
                 row = {
                     "sparsity": sparsity,
@@ -66,6 +92,7 @@ def speedup_table(machine: str = "a100") -> pd.DataFrame:
                 for name, cost in others.items():
                     row[f"{name} us"] = cost.latency_s * 1e6
                     row[f"over {name}"] = cost.latency_s / flash.latency_s
+                row["sputnik bound"] = others["sputnik"].bound
                 rows.append(row)
     return pd.DataFrame(rows)
 
@@ -96,35 +123,51 @@ def _report(table: pd.DataFrame, metrics: dict[str, Metric]) -> Document:
     doc.add(Heading("Setup and assumptions"))
     for text in (
         "Machine: the shipped a100.yaml (108 SMs, 312 TFLOP/s fp16, 2039 GB/s HBM, 0.6 us HBM "
-        "latency, 163 KiB shared memory per SM). No constant was fitted to this paper.",
-        "Shapes: OPT weights at hidden 7168 (QKV 21504x7168, output 7168x7168, FFN 28672x7168 "
-        "and 7168x28672) times 8, 16 and 32 tokens; the paper's figure spans OPT layers at these "
-        "batch sizes, so its mean is assumed to weigh them alike. Metrics are arithmetic means.",
-        "Masks: i.i.d. unstructured, per-tile counts drawn binomially (seed 2024), which is "
-        "the distribution of a real random mask's tile counts.",
-        "Flash-LLM: 256x64 tiles (its TilingConfig for 4 warps), Tiled-CSL (4 bytes per "
-        "non-zero, 4 per tile), double buffering with one load in flight per block, shared "
-        "memory at 128 B/clock/SM for zero-fill, scatter and MMA reads, split-K searched 1-8 "
-        "with a separate reduction kernel, blocks list-scheduled on SM slots.",
-        "Sputnik: 4 bytes per non-zero, activation rows gathered through L2, fp32 FMAs on "
-        "CUDA cores. SparTA: archsim's 2:4 GEMM (cuSPARSELt path of the GPU model) plus the "
-        "non-zeros beyond two per group of four on the Sputnik kernel. Dense: archsim's GPU "
-        "model of cuBLAS.",
+        "latency, 163 KiB shared memory per SM) and the A100's 192 KB unified L1/shared array "
+        "per SM (whitepaper). No constant was fitted to this paper.",
+        "Setup as the artifact's kernel_benchmark/benchmark.sh runs it (AlibabaResearch/flash-"
+        "llm): 12 OPT-30B/66B/175B weight shapes, each at the split-K the script gives it, times "
+        "8, 16, 32 and 64 tokens, at 70/80/90% sparsity; the paper's figures (Sec. 6.1, "
+        "restated in the artifact README) are means over this benchmark, read here as the "
+        "arithmetic mean of the per-case speedups. Masks: i.i.d. unstructured, per-tile counts "
+        "drawn binomially (seed 2024).",
+        "Flash-LLM: the TilingConfig its API picks per token count (256 weight rows per block "
+        "up to 32 tokens, 128 at 64; shared memory per block from its SHMEM_SZ, so 2 or 3 "
+        "blocks per SM), Tiled-CSL at 4 bytes per non-zero. Per 64-deep step a block has one "
+        "tile load in flight; blocks are customers of a closed queueing network (exact mean "
+        "value analysis): a delay of the unloaded HBM latency plus the block's own transfer "
+        "through its SM's L2 port, the HBM queue, and its SM's shared-memory/tensor queue "
+        "(zero-fill, MMA operand reads, the conflict-free scatter at 32 non-zeros per "
+        "wavefront). Blocks are list-scheduled on SM slots; the fp16 split-K partials are "
+        "reduced by a second kernel.",
+        "Sputnik: its fp16 kernel configurations (4 rows per 32-thread block, 8 threads per "
+        "row, 2/4/8-element activation strips per thread by token count); per kept weight "
+        "the instructions of its dense-tile loop and tile MAC against the SM's issue, "
+        "load/store and fp32 pipes, and the activation strips missed in L1 (hit rate = L1 "
+        "left by the shared-memory carve-out over the working set) at L2 bandwidth. SparTA: "
+        "as the artifact's sparTA.h runs it, cuSPARSELt 2:4 (archsim's 2:4 GEMM model, "
+        "searched) on the first two non-zeros of each group of four, then Sputnik on the "
+        "rest. Dense: archsim's GPU model of cuBLAS.",
     ):
         doc.add(Paragraph(text))
     doc.add(Heading("Gaps"))
     doc.add(
         Paragraph(
-            "At 70% sparsity the modelled Flash-LLM gains less over dense than the paper: each "
-            "block keeps one tile load in flight, so every 64-deep K step pays the full HBM "
-            "latency, a floor that does not shrink with density; the A100 file's 0.6 us is an "
-            "unloaded pointer-chase figure, and the dense side carries H100-fitted efficiencies. "
-            "Sputnik is modelled at its bandwidth and FMA limits without its index-decoding and "
-            "row-swizzle overheads, so the modelled Sputnik is faster than measured and the "
-            "speedups over it are low. SparTA's 2:4 part runs on archsim's calibrated 2:4 GEMM "
-            "model, which at 8-32 tokens is nearly as fast as Flash-LLM at 70-80% sparsity; the "
-            "paper measured SparTA's own kernels slower. No constant was changed to close these "
-            "gaps; the tests pin their direction."
+            "Over cuBLAS all three sparsities land within tolerance once the load pipeline is "
+            "a queueing network rather than latency plus transfer in series (the earlier model "
+            "made 70% too slow) rather than a maximum of bounds (that makes 90% about 1.5x too "
+            "fast: at high sparsity the steps are short and latency, HBM and shared-memory "
+            "demands are comparable, so contention, not one bound, sets the pace). "
+            "Over Sputnik the model is high at 70% and within tolerance at 80/90%: the 32 and "
+            "64 token cases are bound by activation strips missed in L1, whose hit rate is "
+            "the capacity over a uniformly reused working set; the real column indices of "
+            "pruned OPT weights are not uniform, so L1 likely hits more often than modelled. "
+            "Over SparTA the model is low, most at 90%: its cuSPARSELt part runs on archsim's "
+            "2:4 GEMM model, whose A100 file carries no measured 2:4 fixed overhead or "
+            "bandwidth efficiency (the H100 file measured a 12 us per-call overhead and 0.75 of "
+            "peak HBM for cuSPARSELt; a100.yaml has neither), so the modelled 2:4 kernel is "
+            "faster than the one the paper timed. No constant was changed to close these gaps; "
+            "the tests pin their direction."
         )
     )
     doc.add(Heading("Per shape"))
