@@ -26,6 +26,7 @@ window's residents (with their addresses) and hands on its own (divide and conqu
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import time
@@ -34,7 +35,7 @@ from dataclasses import dataclass, field
 
 import pulp
 
-from archsim.mappers.heuristics import best_heuristic_plan
+from archsim.mappers.heuristics import best_heuristic_plan, search_order
 from archsim.mappers.memory_plan import (
     ALIGN_BYTES,
     Allocation,
@@ -60,10 +61,18 @@ def solver_name() -> str:
     return "highs"
 
 
-def _solver(time_limit_s: float, gap_rel: float, warm: bool) -> pulp.LpSolver:
+def _solver(
+    time_limit_s: float, gap_rel: float, warm: bool, max_nodes: int | None
+) -> pulp.LpSolver:
+    """The MILP solver. CBC stops at ``max_nodes`` branch-and-bound nodes, a budget of work that,
+    unlike the time limit, gives the same answer on a loaded machine; the time limit stays as a
+    guard. PuLP's HiGHS interface takes no warm start, and HiGHS reports no status for a node
+    limit, so HiGHS runs to the gap or the time limit."""
     if solver_name() == "highs":
-        return pulp.HiGHS(msg=False, timeLimit=time_limit_s, gapRel=gap_rel, warmStart=warm)
-    return pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit_s, gapRel=gap_rel, warmStart=warm)
+        return pulp.HiGHS(msg=False, timeLimit=time_limit_s, gapRel=gap_rel)
+    return pulp.PULP_CBC_CMD(
+        msg=False, timeLimit=time_limit_s, gapRel=gap_rel, warmStart=warm, maxNodes=max_nodes
+    )
 
 
 @dataclass
@@ -122,6 +131,7 @@ def _solve_window(
     warm: MemoryPlan | None,
     time_limit_s: float,
     gap_rel: float,
+    max_nodes: int | None,
 ) -> _WindowResult | str:
     n = len(window)
     line = ALIGN_BYTES
@@ -260,7 +270,7 @@ def _solve_window(
 
     if warm is not None:
         _set_warm_start(warm, window, first_step, x, r, load, spill, span)
-    prob.solve(_solver(time_limit_s, gap_rel, warm is not None))
+    prob.solve(_solver(time_limit_s, gap_rel, warm is not None, max_nodes))
     if prob.sol_status not in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible):
         return (
             f"MILP found no plan ({pulp.LpStatus[prob.status]}) for ops {window[0]}..{window[-1]}"
@@ -387,14 +397,15 @@ def _set_warm_start(warm, window, first_step, x, r, load, spill, span) -> None:
         var.setInitialValue(1 if name in reloaded else 0)
 
 
-def _windows(problem: MemoryProblem, max_ops: int) -> list[list[str]]:
-    """Cut the graph order into windows of at most ``max_ops`` ops, each cut where the fewest
-    live bytes cross it (in the second half of the allowed length)."""
-    order = list(problem.ops)
-    if len(order) <= max_ops:
+def _windows(problem: MemoryProblem, order: list[str], max_ops: int) -> list[list[str]]:
+    """Cut ``order`` into windows of at most ``max_ops`` ops so that the live bytes crossing all
+    cuts together are fewest (dynamic programming over cut positions, not one cut at a time):
+    what crosses a cut is planned by one window without seeing the next."""
+    n = len(order)
+    if n <= max_ops:
         return [order]
     position = {op: i for i, op in enumerate(order)}
-    crossing = [0] * (len(order) + 1)  # bytes live across the cut before position i
+    crossing = [0] * (n + 1)  # bytes live across the cut before position i
     for t in problem.tensors.values():
         users = [position[c] for c in t.consumers]
         if t.producer is not None:
@@ -403,14 +414,23 @@ def _windows(problem: MemoryProblem, max_ops: int) -> list[list[str]]:
             continue
         for cut in range(min(users) + 1, max(users) + 1):
             crossing[cut] += t.size_bytes
-    windows: list[list[str]] = []
-    start = 0
-    while len(order) - start > max_ops:
-        lo, hi = start + max(1, max_ops // 2), start + max_ops
-        cut = min(range(lo, hi + 1), key=lambda c: (crossing[c], -c))
-        windows.append(order[start:cut])
-        start = cut
-    windows.append(order[start:])
+    fewest_windows = -(-n // max_ops)
+    # cost[i]: (crossing bytes, windows) of the best cutting of order[:i]; ties take fewer windows
+    cost: list[tuple[float, int]] = [(0.0, 0)] + [(math.inf, 0)] * n
+    back = [0] * (n + 1)
+    for end in range(1, n + 1):
+        for start in range(max(0, end - max_ops), end):
+            if cost[start][0] == math.inf:
+                continue
+            candidate = (cost[start][0] + (crossing[start] if start else 0), cost[start][1] + 1)
+            if candidate < cost[end]:
+                cost[end], back[end] = candidate, start
+    cuts = [n]
+    while cuts[-1] > 0:
+        cuts.append(back[cuts[-1]])
+    cuts.reverse()
+    windows = [order[a:b] for a, b in itertools.pairwise(cuts)]
+    assert len(windows) >= fewest_windows
     return windows
 
 
@@ -420,25 +440,45 @@ def cosma_plan(
     time_limit_s: float = 10.0,
     gap_rel: float = 0.01,
     max_ilp_ops: int = 16,
+    max_nodes: int | None = 2000,
+    order_evaluations: int = 2000,
+    seed: int = 0,
 ) -> MemoryPlan | str:
-    """Plan order, addresses and replacement by MILP (windows of ``max_ilp_ops`` for big graphs).
+    """Plan order, addresses and replacement by MILP; big graphs by divide and conquer.
+
+    A graph of at most ``max_ilp_ops`` ops is one MILP, warm-started from the better of the LRU
+    and Belady plans of the graph order. A bigger graph is divided and conquered:
+
+    1. schedule: :func:`~archsim.mappers.heuristics.search_order` searches op orders, each
+       planned by LRU/Belady, for the one moving the fewest bytes (on NAS cells the order decides
+       how many branch outputs are live at once);
+    2. divide: that order is cut into windows of at most ``max_ilp_ops`` ops where the fewest
+       live bytes cross the cuts (dynamic programming over all cuts);
+    3. conquer: each window is one MILP that reorders its own ops, allocates and replaces, and
+       inherits the scratchpad as the previous window left it (residents with their addresses,
+       what was already spilled); the result is the better of the stitched MILP plan and the
+       searched order's heuristic plan.
 
     Parameters
     ----------
     problem:
         The graph's memory problem.
     time_limit_s:
-        Solver time limit per MILP, in seconds.
+        Solver time limit per MILP, in seconds (a guard; ``max_nodes`` is the budget).
     gap_rel:
         Relative optimality gap at which the solver stops.
     max_ilp_ops:
-        Largest window solved as one MILP; bigger graphs are divided and conquered.
+        Largest window solved as one MILP.
+    max_nodes:
+        Branch-and-bound nodes per MILP (CBC): a budget of work that gives the same plan however
+        loaded the machine is. None: only the time limit stops the solver.
+    order_evaluations, seed:
+        Budget and seed of the order search (divide and conquer only).
 
     Returns
     -------
     MemoryPlan | str
-        The better of the MILP plan and the heuristic warm start (never worse than LRU or Belady
-        on the graph order), or the reason no plan exists.
+        The plan (never worse than LRU or Belady on the graph order), or why no plan exists.
     """
     started = time.perf_counter()
     reason = problem.infeasible_reason()
@@ -448,9 +488,40 @@ def cosma_plan(
     warm = heuristic if isinstance(heuristic, MemoryPlan) else None
     if warm is not None and warm.traffic.non_compulsory_bytes == 0:
         return warm  # nothing to improve: no schedule moves fewer than the compulsory bytes
-    windows = _windows(problem, max_ilp_ops)
+    searched_evaluations = 0
+    order = list(problem.ops)
+    if len(problem.ops) > max_ilp_ops:
+        searched = search_order(problem, evaluations=order_evaluations, seed=seed)
+        if isinstance(searched, MemoryPlan):
+            searched_evaluations = searched.stats.order_evaluations
+            if warm is None or (
+                searched.traffic.non_compulsory_bytes <= warm.traffic.non_compulsory_bytes
+            ):
+                warm = searched
+                order = list(searched.order)
+    windows = _windows(problem, order, max_ilp_ops)
+    method = "ilp" if len(windows) == 1 else "divide_conquer"
+
+    def finish(
+        plan: MemoryPlan, status: str, gap: float, variables: int, constraints: int
+    ) -> MemoryPlan:
+        stats = SolverStats(
+            method=method,
+            solver=solver_name(),
+            status=status,
+            solve_time_s=time.perf_counter() - started,
+            gap_rel=gap,
+            variables=variables,
+            constraints=constraints,
+            subproblems=len(windows),
+            order_evaluations=searched_evaluations,
+        )
+        return MemoryPlan(plan.order, plan.allocations, plan.capacity_bytes, plan.traffic, stats)
+
+    if warm is not None and warm.traffic.non_compulsory_bytes == 0:
+        return finish(warm, "warm_start", 0.0, 0, 0)
     state = _State()
-    order: list[str] = []
+    steps: list[str] = []
     allocations: list[Allocation] = []
     statuses: list[str] = []
     gaps: list[float] = []
@@ -462,43 +533,35 @@ def cosma_plan(
         result = _solve_window(
             problem,
             window,
-            len(order),
+            len(steps),
             later,
             state,
             warm if len(windows) == 1 else None,
             time_limit_s,
             gap_rel,
+            max_nodes,
         )
         if isinstance(result, str):
             logger.info("cosma: %s; keeping the heuristic plan", result)
             if warm is not None:
-                return warm
+                return finish(warm, "warm_start", math.nan, variables, constraints)
             return result
-        order += result.order
+        steps += result.order
         allocations += result.allocations
         statuses.append(result.status)
         gaps.append(result.gap_rel)
         variables += result.variables
         constraints += result.constraints
-    method = "ilp" if len(windows) == 1 else "divide_conquer"
     status = "optimal" if all(s == "optimal" for s in statuses) else "time_limit"
-    stats = SolverStats(
-        method=method,
-        solver=solver_name(),
-        status=status,
-        solve_time_s=time.perf_counter() - started,
-        gap_rel=math.nan if any(math.isnan(g) for g in gaps) else max(gaps, default=math.nan),
-        variables=variables,
-        constraints=constraints,
-        subproblems=len(windows),
-    )
+    gap = math.nan if any(math.isnan(g) for g in gaps) else max(gaps, default=math.nan)
     legal = _legalize(allocations, problem.capacity_bytes)
     if legal is None:
-        return warm if warm is not None else "MILP offsets do not fit after rounding"
-    plan = make_plan(problem, tuple(order), legal, stats)
+        if warm is not None:
+            return finish(warm, "warm_start", math.nan, variables, constraints)
+        return "MILP offsets do not fit after rounding"
+    plan = make_plan(problem, tuple(steps), legal, SolverStats(method, "", status, 0.0))
     if warm is not None and warm.traffic.non_compulsory_bytes < plan.traffic.non_compulsory_bytes:
-        # the solver did not improve on its warm start (time limit, or a window cut that the
+        # the MILP did not improve on its start (a node or time limit, or window cuts that the
         # heuristic's whole-graph view handles better): keep the start, say so
-        kept = SolverStats(**{**stats.__dict__, "status": "warm_start"})
-        return MemoryPlan(warm.order, warm.allocations, warm.capacity_bytes, warm.traffic, kept)
-    return plan
+        return finish(warm, "warm_start", gap, variables, constraints)
+    return finish(plan, status, gap, variables, constraints)

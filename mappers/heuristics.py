@@ -1,4 +1,5 @@
-"""Replacement heuristics: a fixed op order, first-fit allocation, LRU or Belady-style eviction.
+"""Replacement heuristics: a fixed op order, first-fit allocation, LRU or Belady-style eviction;
+and a local search over op orders that these planners evaluate.
 
 These are the baselines COSMA compares its ILP against. Ops run in the given order; before each op
 its missing tensors are allocated first-fit in the scratchpad's address space. When no free range
@@ -11,6 +12,7 @@ Tensors with no later use are freed after their last op at no cost.
 from __future__ import annotations
 
 import bisect
+import random
 import time
 from collections import defaultdict
 from typing import Literal
@@ -138,3 +140,108 @@ def best_heuristic_plan(problem: MemoryProblem, order: tuple[str, ...]) -> Memor
     if not found:
         return str(plans[0])
     return min(found, key=lambda p: p.traffic.non_compulsory_bytes)
+
+
+def successors(problem: MemoryProblem) -> dict[str, list[str]]:
+    """Ops that depend on each op."""
+    after: dict[str, list[str]] = {op: [] for op in problem.ops}
+    for op in problem.ops:
+        for pred in problem.predecessors[op]:
+            after[pred].append(op)
+    return after
+
+
+# Lengths of the order segments the search moves: single ops, and runs as long as a NASNet
+# separable-convolution branch (four ops) plus its join, so that whole branches change places.
+_SEGMENT_OPS = (1, 1, 2, 3, 4, 5, 6, 8, 10)
+
+
+def search_order(
+    problem: MemoryProblem,
+    start: tuple[str, ...] | None = None,
+    *,
+    evaluations: int = 2000,
+    seed: int = 0,
+) -> MemoryPlan | str:
+    """Search topological orders for the one whose LRU/Belady plan moves the fewest bytes.
+
+    A local search over schedules: each step takes a run of consecutive ops out of the current
+    order and puts it back at a random position between its last predecessor and its first
+    successor (so every candidate is a valid order), plans the candidate with
+    :func:`best_heuristic_plan` and keeps it when it moves no more non-compulsory bytes
+    (equal-cost moves are kept so the search can cross plateaus). It is how the divide and
+    conquer of :func:`archsim.mappers.cosma.cosma_plan` fixes which ops share a window, and on
+    its own a schedule heuristic for graphs with many parallel branches (NAS cells), where the
+    order decides how many block outputs are live at once.
+
+    The search is deterministic: a seeded generator and a budget counted in evaluated orders,
+    not in seconds, so the result does not depend on the machine's load.
+
+    Parameters
+    ----------
+    problem:
+        The memory problem.
+    start:
+        Initial order (default: the graph's own).
+    evaluations:
+        Candidate orders planned.
+    seed:
+        Seed of the move generator.
+
+    Returns
+    -------
+    MemoryPlan | str
+        The best plan found (its ``stats.method`` is ``order_search``), or why no plan exists.
+    """
+    started = time.perf_counter()
+    order = list(start if start is not None else problem.ops)
+    best = best_heuristic_plan(problem, tuple(order))
+    if isinstance(best, str):
+        return best
+    after = successors(problem)
+    rng = random.Random(seed)
+    tried = 0
+    attempts = 0
+    # a segment with no legal new place is skipped; bound the attempts so a chain graph ends
+    while tried < evaluations and attempts < 20 * evaluations and len(order) > 1:
+        attempts += 1
+        if best.traffic.non_compulsory_bytes == 0:
+            break
+        first = rng.randrange(len(order))
+        segment = order[first : first + rng.choice(_SEGMENT_OPS)]
+        inside = set(segment)
+        rest = [op for op in order if op not in inside]
+        position = {op: i for i, op in enumerate(rest)}
+        low = max(
+            (
+                position[p] + 1
+                for op in segment
+                for p in problem.predecessors[op]
+                if p not in inside
+            ),
+            default=0,
+        )
+        high = min(
+            (position[s] for op in segment for s in after[op] if s not in inside),
+            default=len(rest),
+        )
+        if low > high:
+            continue
+        at = rng.randint(low, high)
+        candidate = rest[:at] + segment + rest[at:]
+        if candidate == order:
+            continue
+        tried += 1
+        plan = best_heuristic_plan(problem, tuple(candidate))
+        if isinstance(plan, MemoryPlan) and (
+            plan.traffic.non_compulsory_bytes <= best.traffic.non_compulsory_bytes
+        ):
+            best, order = plan, candidate
+    stats = SolverStats(
+        method="order_search",
+        solver="none",
+        status="heuristic",
+        solve_time_s=time.perf_counter() - started,
+        order_evaluations=tried,
+    )
+    return MemoryPlan(best.order, best.allocations, best.capacity_bytes, best.traffic, stats)

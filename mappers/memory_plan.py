@@ -209,7 +209,7 @@ class SolverStats:
     Attributes
     ----------
     method:
-        ``ilp``, ``lru``, ``belady`` or ``divide_conquer``.
+        ``ilp``, ``lru``, ``belady``, ``order_search`` or ``divide_conquer``.
     solver:
         The MILP solver used (``highs``, ``cbc``) or ``none`` for heuristics.
     status:
@@ -223,6 +223,8 @@ class SolverStats:
         Size of the MILP (0 for heuristics), summed over sub-problems.
     subproblems:
         MILPs solved (divide and conquer solves one per window).
+    order_evaluations:
+        Op orders planned by the schedule search (:func:`archsim.mappers.heuristics.search_order`).
     """
 
     method: str
@@ -233,6 +235,7 @@ class SolverStats:
     variables: int = 0
     constraints: int = 0
     subproblems: int = 0
+    order_evaluations: int = 0
 
 
 @dataclass(frozen=True)
