@@ -170,6 +170,41 @@ class GpuEfficiency(StrictModel):
     )
 
 
+class GpuPowerConfig(StrictModel):
+    """Board power a GPU draws beyond its action counts (AccelWattch's split, MICRO 2021).
+
+    A busy GPU draws power that useful MACs and array accesses do not account for: SMs holding
+    resident warps burn power while they wait on memory, and each byte crosses the memory
+    controller, PHY and on-chip network and is written into an SM's L1 and registers. Every field
+    defaults to 0, which prices none of it (the action-count energy alone).
+    """
+
+    sm_active_w: Watts = Field(
+        default=0.0,
+        alias="sm_active",
+        description=(
+            "Power of one SM holding resident warps (stalled or issuing), above its idle power; "
+            "charged for each active SM while its kernel runs, e.g. '0.34 W'."
+        ),
+    )
+    hbm_interface_energy_per_byte_j: Joules = Field(
+        default=0.0,
+        alias="hbm_interface_energy_per_byte",
+        description=(
+            "Energy per HBM byte beyond 'hbm.read/write_energy_per_byte': memory controller, PHY "
+            "and the stack's own IO and background at that rate, e.g. '57 pJ'."
+        ),
+    )
+    sm_transfer_energy_per_byte_j: Joules = Field(
+        default=0.0,
+        alias="sm_transfer_energy_per_byte",
+        description=(
+            "Energy per byte between L2 and an SM beyond 'l2.read/write_energy_per_byte': "
+            "crossbar, L1 and register-file writes, load/store issue, e.g. '37 pJ'."
+        ),
+    )
+
+
 class GpuConfig(_DeviceBase):
     """A GPU: SMs with tensor cores, an L2 and HBM; kernels launched from a host."""
 
@@ -251,6 +286,10 @@ class GpuConfig(_DeviceBase):
     efficiency: GpuEfficiency = Field(description="Calibrated shares of the peaks.")
     die_area_mm2: SquareMM = Field(alias="die_area", description="Die area.")
     tdp_w: Watts = Field(alias="tdp", description="Board power limit.")
+    power: GpuPowerConfig = Field(
+        default_factory=GpuPowerConfig,
+        description="Activity power beyond the action counts; omitted: none (0 W).",
+    )
 
     @model_validator(mode="after")
     def _tensor_dtypes_priced(self) -> GpuConfig:
@@ -339,10 +378,10 @@ class PimConfig(_DeviceBase):
     )
     dram: MemoryLevelConfig = Field(description="The memory the PIM units sit in.")
     area_mm2: SquareMM = Field(alias="area", description="Area added by the PIM logic.")
-    memory_standard: Literal["hbm2", "hbm2e", "hbm3"] = Field(
+    memory_standard: Literal["hbm2", "hbm2e", "hbm3", "hbm3_h100"] = Field(
         default="hbm2",
         description="DRAM standard whose bank timings (tRCD, tRP, tRAS, tCCD, tREFI/tRFC) pace "
-        "the PIM row streams: hbm2, hbm2e or hbm3.",
+        "the PIM row streams: hbm2, hbm2e, hbm3 or hbm3_h100.",
     )
     row_buffers: Literal["single", "dual"] = Field(
         default="single",
@@ -396,8 +435,16 @@ class LogicPimConfig(_DeviceBase):
         alias="internal_bandwidth",
         description="Aggregate DRAM-die to logic-die (TSV) bandwidth of all stacks.",
     )
-    memory_standard: Literal["hbm2", "hbm2e", "hbm3"] = Field(
-        description="DRAM standard of the stacks (its streaming efficiency scales the TSV peak)."
+    memory_standard: Literal["hbm2", "hbm2e", "hbm3", "hbm3_h100"] = Field(
+        description="DRAM standard of the stacks (its streaming efficiency scales the TSV peak): "
+        "hbm2, hbm2e, hbm3 or hbm3_h100 (HBM3 at the H100's 5.2 Gb/s)."
+    )
+    bank_bundle: PositiveInt | None = Field(
+        default=None,
+        description="Banks one Logic-PIM command reads at once, two per bank group (Duplex's "
+        "bank bundle, 8). When set, the units stream one bundle at a time and the TSV peak is "
+        "scaled by the bundle's row-activation efficiency from the DRAM timing kernel instead "
+        "of the channel's streaming efficiency.",
     )
     dram: MemoryLevelConfig = Field(
         description="The stacks as a host sees them (capacity, external bandwidth); their "

@@ -1,8 +1,9 @@
 """Counts, then prices: energy of an op is its action counts times the device's per-action table.
 
 Action names are ``mac.<dtype>`` (one multiply-accumulate), ``vector_op`` (one vector-unit
-operation), ``read.<level>`` / ``write.<level>`` (one byte at a memory level) and ``link`` (one byte
-over the interconnect). Keeping counts separate from prices lets a result be re-priced for another
+operation), ``read.<level>`` / ``write.<level>`` (one byte at a memory level), ``link`` (one byte
+over the interconnect) and ``sm_active_s`` (one GPU SM holding resident warps for one second; its
+price is a power). Keeping counts separate from prices lets a result be re-priced for another
 technology node without simulating again.
 """
 

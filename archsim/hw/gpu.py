@@ -26,6 +26,13 @@ GEMM, in the way cuBLAS heuristics pick a kernel:
 
 Time is ``launch + latency + max(compute, memory) + reduction``; the bound is whichever of
 compute, memory or the fixed part is largest.
+
+Energy is counts times prices (:mod:`archsim.energy.pricing`), plus the activity power a busy GPU
+draws beyond them (AccelWattch's split, Kandiah et al., MICRO 2021; the ``power`` block of the
+config): each kernel counts ``sm_active_s``, the SM-seconds of its active SMs while it runs
+(launch gaps excluded), priced at the power of one SM holding resident warps; HBM bytes also pay
+the memory interface (controller, PHY, IO) and bytes between L2 and the SMs the on-chip transfer
+(crossbar, L1, register file). Idle power is the device's ``static_power`` over the whole run.
 """
 
 from __future__ import annotations
@@ -60,6 +67,10 @@ _MIN_K_PER_SPLIT = 256
 _K_BLOCK_BYTES = 128
 # Partial sums of split-K are kept in fp32.
 _PARTIAL_BYTES = 4.0
+# Traffic one thread block of a streaming kernel moves per pass: 256 threads with one 16-byte
+# vector each (the vectorized elementwise and norm kernels); sets how many SMs such a kernel keeps
+# busy, for its activity power only.
+_STREAM_BYTES_PER_BLOCK = 256 * 16
 # Attention kernel libraries a mapping may name (efficiency.attention_by_backend keys).
 ATTENTION_BACKENDS = ("cudnn", "flash", "efficient")
 # Sparse GEMM algorithms: the library default (alg 0: one kernel configuration, no split-K) or
@@ -309,12 +320,24 @@ class GpuDevice:
         return self.config.hbm.bw_bytes_per_s
 
     def energy_per_action_j(self) -> Mapping[str, float]:
-        hbm, l2 = self.config.hbm, self.config.l2
+        hbm, l2, power = self.config.hbm, self.config.l2, self.config.power
+        interface_j = power.hbm_interface_energy_per_byte_j
+        transfer_j = power.sm_transfer_energy_per_byte_j
         return {
             **mac_prices_j(self.config.mac_energy_j),
-            **memory_prices_j("hbm", hbm.read_energy_per_byte_j, hbm.write_energy_per_byte_j),
-            **memory_prices_j("l2", l2.read_energy_per_byte_j, l2.write_energy_per_byte_j),
+            **memory_prices_j(
+                "hbm",
+                hbm.read_energy_per_byte_j + interface_j,
+                hbm.write_energy_per_byte_j + interface_j,
+            ),
+            **memory_prices_j(
+                "l2",
+                l2.read_energy_per_byte_j + transfer_j,
+                l2.write_energy_per_byte_j + transfer_j,
+            ),
             "vector_op": self.config.vector_op_energy_j,
+            # one SM holding resident warps for one second (J per SM-second = W per SM)
+            "sm_active_s": power.sm_active_w,
         }
 
     def area_mm2(self) -> float:
@@ -381,6 +404,20 @@ class GpuDevice:
     def _tensor_efficiency(self, dtype: DType) -> float:
         eff = self.config.efficiency
         return eff.tensor_by_dtype.get(dtype, eff.tensor)
+
+    def _launch_gap_s(self, mapping: GpuMapping) -> float:
+        """The part of a kernel's fixed time when no SM runs it yet (host launch or graph gap)."""
+        if mapping.kernel_only:
+            return 0.0
+        return (
+            self._queued_fixed_s - self.config.hbm.latency_s
+            if mapping.queued
+            else (self.config.kernel_launch_s)
+        )
+
+    def _sm_active_s(self, active_sms: float, run_s: float) -> float:
+        """SM-seconds of resident warps: ``active_sms`` SMs (at most all) for ``run_s``."""
+        return min(float(active_sms), float(self.config.sm_count)) * max(0.0, run_s)
 
     def _fixed(self, mapping: GpuMapping) -> float:
         """Fixed time of one kernel: launch (or the queued gap) plus the first load's latency."""
@@ -525,6 +562,9 @@ class GpuDevice:
         bound = _bound(plan.compute_s, plan.memory_s + plan.reduction_s, fixed_s)
         macs = op.flops() / 2.0 / _sparse_tensor_core_speedup(op)
         l2_written = op.out.stored_bytes + plan.partial_bytes
+        sm_active_s = self._sm_active_s(
+            min(plan.blocks, self.config.sm_count), latency_s - self._launch_gap_s(mapping)
+        )
         return OpCost(
             latency_s=latency_s,
             cycles=latency_s * self.clock_hz,
@@ -539,6 +579,7 @@ class GpuDevice:
                 "write.hbm": plan.hbm_write_bytes,
                 "read.l2": plan.l2_bytes,
                 "write.l2": l2_written,
+                "sm_active_s": sm_active_s,
             },
             notes=(
                 f"tile {plan.tile_m}x{plan.tile_n}, {plan.waves:.2f} waves, "
@@ -611,6 +652,11 @@ class GpuDevice:
         memory_s = streaming_time_s(hbm_read + hbm_write, from_l2, hbm_bw, self._l2_bw)
         reduction_s = partial_bytes / self._l2_bw
         latency_s = fixed_s + max(compute_s, memory_s) + reduction_s
+        # the split-KV combine kernel is queued behind: its gap idles the SMs too
+        gaps_s = self._launch_gap_s(mapping) + (
+            self._queued_fixed_s - cfg.hbm.latency_s if splits > 1 else 0.0
+        )
+        sm_active_s = self._sm_active_s(active_sms, latency_s - gaps_s)
         return OpCost(
             latency_s=latency_s,
             cycles=latency_s * self.clock_hz,
@@ -628,6 +674,7 @@ class GpuDevice:
                 "write.hbm": hbm_write,
                 "read.l2": op.bytes_read() + partial_bytes / 2.0,
                 "write.l2": op.bytes_written() + partial_bytes / 2.0,
+                "sm_active_s": sm_active_s,
             },
             notes=f"{op.phase}, {blocks} blocks, {blocks / sms:.2f} waves, split-kv {splits}",
         )
@@ -665,6 +712,7 @@ class GpuDevice:
         body_s, compute_s, memory_s, tile, tiles = best
         fixed_s = self._fixed(mapping)
         latency_s = fixed_s + body_s
+        sm_active_s = self._sm_active_s(tiles, latency_s - self._launch_gap_s(mapping))
         return OpCost(
             latency_s=latency_s,
             cycles=latency_s * self.clock_hz,
@@ -678,6 +726,7 @@ class GpuDevice:
                 "write.hbm": hbm_write,
                 "read.l2": op.bytes_read(),
                 "write.l2": op.bytes_written(),
+                "sm_active_s": sm_active_s,
             },
             notes=(
                 f"grouped: {op.active_groups} groups, tile {tile.m}x{tile.n}, {tiles} tiles, "
@@ -702,6 +751,10 @@ class GpuDevice:
         actions["vector_op"] = actions.get("vector_op", 0.0) + softmax_flops
         actions["read.hbm"] += logits.out.stored_bytes
         actions["write.hbm"] += op.out.stored_bytes
+        # the softmax + top-k kernel: one block per token row
+        actions["sm_active_s"] = actions.get("sm_active_s", 0.0) + self._sm_active_s(
+            op.tokens, softmax_s - self.config.kernel_launch_s
+        )
         bytes_by_level = dict(gemm_cost.bytes_by_level)
         bytes_by_level["hbm"] += softmax_bytes
         fixed_s = 2.0 * self._fixed_s
@@ -727,6 +780,8 @@ class GpuDevice:
             compute_s = max(compute_s, op.out.numel / elements_per_s)
         fixed_s = self._fixed(mapping)
         latency_s = fixed_s + max(memory_s, compute_s)
+        blocks = -(-op.bytes() // _STREAM_BYTES_PER_BLOCK)
+        sm_active_s = self._sm_active_s(blocks, latency_s - self._launch_gap_s(mapping))
         return OpCost(
             latency_s=latency_s,
             cycles=latency_s * self.clock_hz,
@@ -739,6 +794,7 @@ class GpuDevice:
                 "write.hbm": hbm_write,
                 "read.l2": op.bytes_read(),
                 "write.l2": op.bytes_written(),
+                "sm_active_s": sm_active_s,
             },
             notes=f"streaming {op.kind}",
         )
