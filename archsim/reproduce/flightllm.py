@@ -31,6 +31,10 @@ MODEL = "llama2-7b"
 CONTEXT_TOKENS = 512  # tokens in the KV cache at the modelled decode step (see assumptions)
 FPGA_WEIGHT_DTYPE = DType.INT8
 TOLERANCE = 0.15
+# U280 board power running LLaMA2-7B decode as FlightLLM reports it (55 tokens/s, 1.22 tokens/J,
+# 45 W), read from a third-party tabulation of the paper's figures (the paper's own table could
+# not be retrieved); a check of the FPGA power model, not a metric.
+U280_REPORTED_POWER_W = 45.0
 
 
 def shipped_device(name: str) -> DeviceModel:
@@ -131,10 +135,18 @@ def reproduce_flightllm() -> Reproduction:
     }
     v100s = shipped_device("v100s")
     tdp_w = getattr(getattr(v100s, "config", None), "tdp_w", 0.0)
-    board_limit_ratio = tdp_w * results["v100s"][0] / u280_j
-    report = _report(
-        pd.DataFrame(rows), metrics, _onchip_effect(), _compilation_table(), board_limit_ratio
-    )
+    power = {
+        "v100s_w": results["v100s"][1] / results["v100s"][0],
+        "v100s_tdp_w": tdp_w,
+        "u280_w": u280_j / u280_s,
+        "u280_idle_w": shipped_device("u280_flightllm").static_power_w(),
+        # V100S power the paper's ratio implies at the modelled V100S and U280 rates
+        "v100s_implied_w": metrics["energy_efficiency_vs_v100s"].paper
+        * u280_j
+        / results["v100s"][0],
+        "board_limit_ratio": tdp_w * results["v100s"][0] / u280_j,
+    }
+    report = _report(pd.DataFrame(rows), metrics, _onchip_effect(), _compilation_table(), power)
     return Reproduction("flightllm", metrics, report)
 
 
@@ -193,7 +205,7 @@ def _report(
     metrics: dict[str, Metric],
     onchip: pd.DataFrame,
     compile_table: pd.DataFrame,
-    board_limit_ratio: float,
+    power: dict[str, float],
 ) -> Document:
     doc = Document("FlightLLM: LLaMA2-7B decode on U280 and VHK158")
     doc.add(Paragraph("Regenerate with `archsim reproduce flightllm`."))
@@ -211,10 +223,17 @@ def _report(
         "is also the W8 width of the SmoothQuant baseline the paper compares against). Weights "
         "are dense in decode: the sparse DSP chain speeds up compute, and batch-1 decode is "
         "bound by HBM, so sparsity is left out of the decode step.",
-        "GPU baselines: fp16 weights and activations (vLLM), one kernel per op, with archsim's "
-        "GPU model (tiles, waves, launch overhead) and the shipped v100s.yaml / a100.yaml.",
+        "GPU baselines: fp16 weights and activations (vLLM, batch 1, as the paper's abstract "
+        "states), one kernel per op, with archsim's GPU model (tiles, waves, launch overhead) "
+        "and the shipped v100s.yaml / a100.yaml.",
         "Energy: action counts (MACs, HBM and on-chip bytes) priced by each machine file, plus "
-        "static power x time. Neither side's energy is measured; see the gap below.",
+        "idle (static) power x time. GPUs add the activity power a busy board draws beyond the "
+        "counts (AccelWattch's split): each active SM holding warps, and per byte the HBM "
+        "interface (controller, PHY) and the L2-to-SM transfer. The V100S takes its idle and "
+        "per-SM power from AccelWattch's Volta fit and its per-byte energies from H100 board "
+        "power measured in tests/data/h100_power (where the model predicts the measured "
+        "batch-1 decode power within 4%). The paper measured board power on both sides; energy "
+        "efficiency is tokens per joule.",
     ):
         doc.add(Paragraph(text))
     doc.add(Heading("Always-on-chip decode"))
@@ -235,16 +254,35 @@ def _report(
         )
     )
     doc.add(Table(compile_table))
+    doc.add(Heading("Power check"))
+    doc.add(
+        Paragraph(
+            f"The modelled U280 draws {power['u280_w']:.1f} W in decode "
+            f"({power['u280_idle_w']:.0f} W board idle plus DSP, on-chip RAM and HBM activity), "
+            f"against the {U280_REPORTED_POWER_W:.0f} W "
+            "FlightLLM reports for it (55 tokens/s at 1.22 tokens/J, as tabulated by a later "
+            "survey). The modelled V100S draws "
+            f"{power['v100s_w']:.0f} W, {power['v100s_w'] / power['v100s_tdp_w']:.0%} of its "
+            f"{power['v100s_tdp_w']:.0f} W limit; an H100 running the same batch-1 linears "
+            "measured 71% of its limit (tests/data/h100_power)."
+        )
+    )
     doc.add(Heading("Gap: energy efficiency over V100S"))
     doc.add(
         Paragraph(
-            "archsim prices the GPU's decode step from its action counts plus idle power, which "
-            "gives a V100S mean power far below the board power a batch-1 decode draws on a real "
-            "GPU (clocks, schedulers, register files and idle SMs burn power that action counts "
-            "do not see). The paper measured board power. The model therefore under-states the "
-            "GPU's energy per token and the FPGA's advantage; no constant was changed to close "
-            "the gap. For scale only (not a metric): pricing the V100S at its 250 W board "
-            f"limit for the whole step would give {board_limit_ratio:.1f}x, an upper bound."
+            "With the GPU activity power (action counts alone gave 1.5x) the FPGA's advantage is "
+            f"{metrics['energy_efficiency_vs_v100s'].archsim:.1f}x, short of 6.0x. At the "
+            f"modelled rates the paper's ratio needs {power['v100s_implied_w']:.0f} W on the "
+            f"V100S, {power['v100s_implied_w'] / power['v100s_tdp_w']:.0%} of its "
+            f"{power['v100s_tdp_w']:.0f} W limit (or a slower V100S at less power). Two causes "
+            "remain outside the model: the "
+            "V100S's per-byte interface and transfer energies are the H100's (4N) taken unscaled "
+            "to 12 nm, a lower bound (no V100 board power was measured here); and the vLLM "
+            "decode step on the V100S (host gaps, unfused kernels) is modelled only through "
+            "kernel launch overhead, while the paper's V100S tokens/s could not be retrieved. "
+            "No constant was changed to close the gap. For scale only (not a metric): pricing "
+            f"the V100S at its {power['v100s_tdp_w']:.0f} W board limit for the whole step would "
+            f"give {power['board_limit_ratio']:.1f}x, an upper bound."
         )
     )
     return doc
