@@ -26,6 +26,7 @@ window's residents (with their addresses) and hands on its own (divide and conqu
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import math
@@ -516,7 +517,7 @@ def cosma_plan(
             subproblems=len(windows),
             order_evaluations=searched_evaluations,
         )
-        return MemoryPlan(plan.order, plan.allocations, plan.capacity_bytes, plan.traffic, stats)
+        return dataclasses.replace(plan, stats=stats)
 
     if warm is not None and warm.traffic.non_compulsory_bytes == 0:
         return finish(warm, "warm_start", 0.0, 0, 0)

@@ -12,6 +12,7 @@ Tensors with no later use are freed after their last op at no cost.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import random
 import time
 from collections import defaultdict
@@ -244,4 +245,4 @@ def search_order(
         solve_time_s=time.perf_counter() - started,
         order_evaluations=tried,
     )
-    return MemoryPlan(best.order, best.allocations, best.capacity_bytes, best.traffic, stats)
+    return dataclasses.replace(best, stats=stats)

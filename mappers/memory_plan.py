@@ -247,6 +247,10 @@ class MemoryPlan:
     capacity_bytes: int
     traffic: Traffic
     stats: SolverStats
+    reload_bytes_by_step: tuple[float, ...] = ()
+    """Non-compulsory loads before each step's op (they sum to ``traffic.reload_bytes``)."""
+    spill_bytes_by_step: tuple[float, ...] = ()
+    """Spill stores made to free room for each step's op (they sum to ``traffic.spill_bytes``)."""
 
     def occupancy_bytes(self) -> list[int]:
         """Scratchpad bytes in use at each step."""
@@ -266,6 +270,30 @@ class MemoryPlan:
             intervals.sort(key=lambda a: a.start_step)
             evicted += intervals[:-1]
         return evicted
+
+
+def step_traffic(
+    problem: MemoryProblem, steps: int, allocations: tuple[Allocation, ...]
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Non-compulsory reload and spill bytes charged to each step, as :func:`plan_traffic` counts
+    them: a reload at the step its interval starts; an intermediate's one spill at the step after
+    its first interval ends (the op that needed the room)."""
+    reload = [0.0] * steps
+    spill = [0.0] * steps
+    by_tensor: dict[str, list[Allocation]] = defaultdict(list)
+    for a in allocations:
+        by_tensor[a.tensor].append(a)
+    for name, intervals in by_tensor.items():
+        t = problem.tensors[name]
+        intervals.sort(key=lambda a: a.start_step)
+        loads = [a for a in intervals if a.loaded]
+        if t.role != "intermediate":
+            loads = loads[1:]  # the first load of a weight or input is compulsory
+        for a in loads:
+            reload[a.start_step] += t.size_bytes
+        if t.role == "intermediate" and loads and not t.is_output:
+            spill[min(intervals[0].end_step + 1, steps - 1)] += t.size_bytes
+    return tuple(reload), tuple(spill)
 
 
 def plan_traffic(problem: MemoryProblem, allocations: tuple[Allocation, ...]) -> Traffic:
@@ -360,12 +388,15 @@ def make_plan(
 ) -> MemoryPlan:
     """Bundle a plan with its traffic (allocations sorted by start step, then tensor)."""
     ordered = tuple(sorted(allocations, key=lambda a: (a.start_step, a.tensor, a.end_step)))
+    reload, spill = step_traffic(problem, len(order), ordered)
     return MemoryPlan(
         order=tuple(order),
         allocations=ordered,
         capacity_bytes=problem.capacity_bytes,
         traffic=plan_traffic(problem, ordered),
         stats=stats,
+        reload_bytes_by_step=reload,
+        spill_bytes_by_step=spill,
     )
 
 

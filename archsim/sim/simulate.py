@@ -2,15 +2,65 @@
 
 Ops run one after another (no device overlap yet); an input produced on another device is moved
 over the interconnect first. Equal ops (identical layers) are costed once: ops hash structurally.
+
+A schedule with a scratchpad plan (the ``cosma``, ``lru`` and ``belady`` mappers) also pays the
+plan's non-compulsory traffic: the reloads before an op and the spills that made room for it are
+added to that op's off-chip bytes, energy and latency, moved at the device's off-chip bandwidth
+before the op starts (the DMA is not overlapped with compute; the device cost already prices the
+op's own operands once).
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 from archsim.energy.pricing import action_energy_j
 from archsim.hw.base import OpCost
 from archsim.hw.machine import Machine
 from archsim.mappers.schedule import Schedule
 from archsim.sim.result import OpRecord, Result, run_totals
+
+# Memory level the scratchpad plan's reloads and spills cross: the off-chip DRAM of the devices
+# that have a software-managed scratchpad (NPU, FPGA).
+OFFCHIP_LEVEL = "dram"
+
+
+def _replacement_bytes(schedule: Schedule) -> list[tuple[float, float]]:
+    """(reload, spill) bytes charged to each entry of ``schedule``; zeros without a plan."""
+    plan = schedule.memory_plan
+    if plan is None or not plan.reload_bytes_by_step:
+        return [(0.0, 0.0)] * len(schedule.entries)
+    return list(zip(plan.reload_bytes_by_step, plan.spill_bytes_by_step, strict=True))
+
+
+def _with_replacement(
+    cost: OpCost,
+    energy_j: float,
+    reload_b: float,
+    spill_b: float,
+    bw_bytes_per_s: float,
+    prices: dict[str, float],
+    clock_hz: float,
+) -> tuple[OpCost, float]:
+    """``cost`` plus a reload of ``reload_b`` and a spill of ``spill_b`` bytes off-chip."""
+    moved = reload_b + spill_b
+    extra_s = moved / bw_bytes_per_s
+    levels = dict(cost.bytes_by_level)
+    levels[OFFCHIP_LEVEL] = levels.get(OFFCHIP_LEVEL, 0.0) + moved
+    actions = dict(cost.actions)
+    extra_actions = {f"read.{OFFCHIP_LEVEL}": reload_b, f"write.{OFFCHIP_LEVEL}": spill_b}
+    for action, count in extra_actions.items():
+        actions[action] = actions.get(action, 0.0) + count
+    note = f"scratchpad plan: reload {reload_b:.0f} B, spill {spill_b:.0f} B"
+    charged = dataclasses.replace(
+        cost,
+        latency_s=cost.latency_s + extra_s,
+        cycles=cost.cycles + extra_s * clock_hz,
+        bytes_by_level=levels,
+        actions=actions,
+        notes=f"{cost.notes}; {note}" if cost.notes else note,
+    )
+    return charged, energy_j + action_energy_j(extra_actions, prices)
 
 
 def simulate(schedule: Schedule, machine: Machine) -> Result:
@@ -31,7 +81,8 @@ def simulate(schedule: Schedule, machine: Machine) -> Result:
     transfer_energy_j = 0.0
     time_by_bound: dict[str, float] = {}
     dynamic_energy_j = 0.0
-    for entry in schedule.entries:
+    replacement = _replacement_bytes(schedule)
+    for entry, (reload_b, spill_b) in zip(schedule.entries, replacement, strict=True):
         op, device_name = entry.op, entry.device
         moved = sum(
             t.stored_bytes for t in op.inputs() if placed_on.get(t.name, device_name) != device_name
@@ -47,6 +98,17 @@ def simulate(schedule: Schedule, machine: Machine) -> Result:
             cost = machine.devices[device_name].cost(op, entry.mapping)
             costs[key] = (cost, action_energy_j(cost.actions, prices[device_name]))
         cost, energy_j = costs[key]
+        if reload_b or spill_b:
+            device = machine.devices[device_name]
+            cost, energy_j = _with_replacement(
+                cost,
+                energy_j,
+                reload_b,
+                spill_b,
+                device.peak_bw_bytes_per_s(),
+                prices[device_name],
+                device.clock_hz,
+            )
         records.append(
             OpRecord(
                 op=op.name,
