@@ -3,16 +3,17 @@
 Semantics shared by the Numba kernel and its plain-Python reference (tests compare the two):
 
 * ``A`` and ``B`` are CSR patterns (``indptr``, ``indices``); values do not change the work.
-* Row ``i`` of ``C`` runs on thread ``i % threads`` (rows dealt round-robin). For every kept
-  ``A[i, k]`` the thread streams row ``k`` of ``B``; each product ``A[i, k] * B[k, j]`` is one
-  *partial product*, merged into a hash table of ``table_slots`` slots in the thread's scratchpad
-  by an atomic add at slot ``(j * HASH_MULTIPLIER) % table_slots``, probing linearly on collision.
-  A product whose column is already in the table adds to it; a new column claims the first free
-  slot. Once the table is full, products of new columns overflow to DRAM.
+* Rows of ``C`` are grouped into *windows* of consecutive rows (``windows[i]`` is row ``i``'s
+  window, non-decreasing). A window is merged in one hash table of ``table_slots`` slots, the
+  scratchpad of the core that runs it, shared by the core's threads through atomic adds
+  (SMASH's window distribution and hashing phases, Shivdikar 2021, Sec. 5.1). For every kept
+  ``A[i, k]`` row ``k`` of ``B`` is streamed; each product ``A[i, k] * B[k, j]`` is one *partial
+  product*, keyed ``(i, j)`` and added at slot ``(key * HASH_MULTIPLIER) % table_slots``,
+  probing linearly on collision. A product whose key is already in the table adds to it; a new
+  key claims the first free slot. Once the table is full, products of new keys overflow to DRAM.
+  The table is cleared when the next window starts (after its write-back phase).
 * Per row the kernel counts partial products, distinct output columns (``nnz`` of the row of
   ``C``), extra probes beyond the first (collisions), and overflowed products.
-
-Work per thread follows from these counts; load imbalance is the busiest thread over the mean.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-# Knuth's multiplicative hash constant (2^32 / golden ratio): spreads neighbouring columns.
+# Knuth's multiplicative hash constant (2^32 / golden ratio): spreads neighbouring keys.
 HASH_MULTIPLIER = 2654435761
 
 
@@ -31,8 +32,9 @@ def rowwise_hash_spgemm(
     b_indptr: np.ndarray,
     b_indices: np.ndarray,
     table_slots: int,
+    windows: np.ndarray,
 ) -> np.ndarray:
-    """Per-row counts of row-wise SpGEMM with a linear-probing scratchpad hash table.
+    """Per-row counts of row-wise SpGEMM with a linear-probing scratchpad hash table per window.
 
     Parameters
     ----------
@@ -41,7 +43,9 @@ def rowwise_hash_spgemm(
     b_indptr, b_indices:
         CSR pattern of ``B`` (int64).
     table_slots:
-        Slots of one thread's hash table in the scratchpad.
+        Slots of one core's hash table in its scratchpad.
+    windows:
+        int64 window id of every row of ``A`` (non-decreasing).
 
     Returns
     -------
@@ -50,39 +54,41 @@ def rowwise_hash_spgemm(
         probes (collisions), products overflowed to DRAM.
     """
     rows = a_indptr.shape[0] - 1
+    n_cols = b_indptr.shape[0] - 1
+    for q in range(b_indices.shape[0]):
+        if b_indices[q] + 1 > n_cols:
+            n_cols = b_indices[q] + 1
     out = np.zeros((rows, 4), dtype=np.int64)
     keys = np.full(table_slots, -1, dtype=np.int64)
+    used = 0
     for i in range(rows):
-        used = 0
+        if i > 0 and windows[i] != windows[i - 1] and used > 0:
+            keys[:] = -1
+            used = 0
         for p in range(a_indptr[i], a_indptr[i + 1]):
             k = a_indices[p]
             for q in range(b_indptr[k], b_indptr[k + 1]):
-                j = b_indices[q]
+                key = i * n_cols + b_indices[q]
                 out[i, 0] += 1
-                slot = (j * HASH_MULTIPLIER) % table_slots
+                slot = (key * HASH_MULTIPLIER) % table_slots
                 probes = 0
                 placed = False
                 while probes < table_slots:
-                    if keys[slot] == j:
+                    if keys[slot] == key:
                         placed = True
                         break
                     if keys[slot] == -1:
-                        keys[slot] = j
+                        keys[slot] = key
                         used += 1
                         out[i, 1] += 1
                         placed = True
                         break
                     slot = (slot + 1) % table_slots
                     probes += 1
-                if placed:
-                    out[i, 2] += probes
-                else:
+                out[i, 2] += probes
+                if not placed:
                     # a full table: the product merges in DRAM instead
-                    out[i, 2] += probes
                     out[i, 3] += 1
-        # clear only what this row used (the table is reused by the thread's next row)
-        if used > 0:
-            keys[:] = -1
     return out
 
 
@@ -92,22 +98,27 @@ def rowwise_hash_spgemm_reference(
     b_indptr: np.ndarray,
     b_indices: np.ndarray,
     table_slots: int,
+    windows: np.ndarray,
 ) -> np.ndarray:
-    """Plain-Python statement of :func:`rowwise_hash_spgemm`, one row and one product at a time."""
+    """Plain-Python statement of :func:`rowwise_hash_spgemm`, one product at a time."""
     rows = len(a_indptr) - 1
+    n_cols = max(len(b_indptr) - 1, int(max(b_indices, default=-1)) + 1)
     out = []
+    table: list[int | None] = [None] * table_slots
     for i in range(rows):
-        table: list[int | None] = [None] * table_slots
+        if i > 0 and windows[i] != windows[i - 1]:
+            table = [None] * table_slots
         products = distinct = extra = overflow = 0
         for k in a_indices[a_indptr[i] : a_indptr[i + 1]]:
             for j in b_indices[b_indptr[k] : b_indptr[k + 1]]:
+                key = i * n_cols + int(j)
                 products += 1
-                slot = (int(j) * HASH_MULTIPLIER) % table_slots
+                slot = (key * HASH_MULTIPLIER) % table_slots
                 for probe in range(table_slots):
                     at = (slot + probe) % table_slots
-                    if table[at] == j or table[at] is None:
+                    if table[at] == key or table[at] is None:
                         distinct += table[at] is None
-                        table[at] = int(j)
+                        table[at] = key
                         extra += probe
                         break
                 else:
@@ -115,6 +126,31 @@ def rowwise_hash_spgemm_reference(
                     overflow += 1
         out.append((products, distinct, extra, overflow))
     return np.array(out, dtype=np.int64).reshape(rows, 4)
+
+
+def row_products(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Partial products of every row of ``C = A @ B``: the B-row lengths its A entries select."""
+    b_row_nnz = np.diff(b[0])
+    per_entry = b_row_nnz[a[1]]
+    rows = len(a[0]) - 1
+    return np.add.reduceat(np.append(per_entry, 0), a[0][:-1]) * (np.diff(a[0]) > 0)[:rows]
+
+
+def product_windows(products: np.ndarray, capacity: float) -> np.ndarray:
+    """Window id per row: consecutive rows while their partial products stay within ``capacity``.
+
+    Partial products bound a window's distinct outputs, so a window never overflows a table of
+    ``capacity`` slots; a row with more products than ``capacity`` gets a window of its own.
+    """
+    windows = np.zeros(products.shape[0], dtype=np.int64)
+    window, filled = 0, 0.0
+    for i, p in enumerate(products):
+        if filled > 0 and filled + p > capacity:
+            window += 1
+            filled = 0.0
+        windows[i] = window
+        filled += float(p)
+    return windows
 
 
 def power_law_csr(
