@@ -409,11 +409,9 @@ class GpuDevice:
         """The part of a kernel's fixed time when no SM runs it yet (host launch or graph gap)."""
         if mapping.kernel_only:
             return 0.0
-        return (
-            self._queued_fixed_s - self.config.hbm.latency_s
-            if mapping.queued
-            else (self.config.kernel_launch_s)
-        )
+        if mapping.queued:
+            return self._queued_fixed_s - self.config.hbm.latency_s
+        return self.config.kernel_launch_s
 
     def _sm_active_s(self, active_sms: float, run_s: float) -> float:
         """SM-seconds of resident warps: ``active_sms`` SMs (at most all) for ``run_s``."""
