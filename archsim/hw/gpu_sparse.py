@@ -96,9 +96,6 @@ SHARED_CARVEOUTS_KB = (0, 8, 16, 32, 64, 100, 132, 164)
 SPLIT_K_FACTORS = (1, 2, 3, 4, 5, 6, 7, 8)
 FP32_BYTES = 4.0
 FP16_BYTES = 2.0
-# Flash-LLM's MMA tile is m16n16k16 (TilingConfig.h MMA_M/N/K), so its token tile is a multiple
-# of 16 even where only 8 activation columns are loaded (its N=8 variant).
-MMA_N = 16
 
 
 @dataclass(frozen=True)
@@ -113,13 +110,16 @@ class FlashLlmTiling:
     tile_k:
         Reduction elements per step: 4 MMAs of k = 16 = 64.
     tile_tokens:
-        Activation columns per block (TILE_N of the kernel): 16 x column tensors x column warps.
+        Activation columns per block (TILE_N of the kernel): 16 x column tensors x column warps
+        (its MMAs are m16n16k16, so at least 16 even where only 8 columns are loaded).
     loaded_tokens:
         Activation columns actually loaded (8 in the kernel's N=8 variant, else ``tile_tokens``).
     stages:
         Shared-memory buffers per operand (the kernel double-buffers).
-    warps:
-        Warps per block (4 in every configuration).
+    row_warps, col_warps:
+        BLOCK_ROW_WARPS and BLOCK_COL_WARPS: each warp multiplies its ``tile_n / row_warps``
+        weight rows by its ``tile_tokens / col_warps`` activation columns, so the MMAs read the
+        weight tile ``col_warps`` times and the activation tile ``row_warps`` times.
     """
 
     tile_n: int = 256
@@ -127,7 +127,8 @@ class FlashLlmTiling:
     tile_tokens: int = 16
     loaded_tokens: int = 16
     stages: int = 2
-    warps: int = 4
+    row_warps: int = 4
+    col_warps: int = 1
 
     @property
     def shared_bytes(self) -> int:
@@ -151,9 +152,13 @@ def flash_llm_tiling(tokens: int) -> FlashLlmTiling:
     if tokens == 32:
         return FlashLlmTiling(tile_n=256, tile_tokens=32, loaded_tokens=32)
     if tokens == 64:
-        return FlashLlmTiling(tile_n=128, tile_tokens=64, loaded_tokens=64)
+        return FlashLlmTiling(
+            tile_n=128, tile_tokens=64, loaded_tokens=64, row_warps=2, col_warps=2
+        )
     if tokens % 128 == 0:
-        return FlashLlmTiling(tile_n=128, tile_tokens=128, loaded_tokens=128)
+        return FlashLlmTiling(
+            tile_n=128, tile_tokens=128, loaded_tokens=128, row_warps=2, col_warps=2
+        )
     raise ValueError(f"Flash-LLM supports 8, 16, 32, 64 or a multiple of 128 tokens, got {tokens}")
 
 
@@ -269,11 +274,9 @@ def _flash_llm_split(
 
     sparse_bytes = TILED_CSL_BYTES_PER_NNZ * counts + TILED_CSL_BYTES_PER_TILE
     smem_bw = SHARED_MEMORY_BYTES_PER_CLOCK_PER_SM * gpu.clock_hz
-    # every warp of a block reads the whole activation tile for its MMAs (one column warp for
-    # N<=32); the dense tile is zero-filled and read once; the scatter is one wavefront per 32
-    col_warps = max(1, tiling.tile_tokens // (MMA_N * 2)) if tiling.tile_n == 128 else 1
-    act_reads = tiling.warps // col_warps
-    mma_read_s = (dense_tile_bytes + act_reads * act_tile_bytes) / smem_bw
+    # the MMAs read the dense weight tile once per column warp and the activation tile once per
+    # row warp; the weight tile is zero-filled once; the scatter is one wavefront per 32
+    mma_read_s = (tiling.col_warps * dense_tile_bytes + tiling.row_warps * act_tile_bytes) / smem_bw
     fill_s = (dense_tile_bytes + act_tile_bytes) / smem_bw
     scatter_s = counts / SCATTER_NNZ_PER_WAVEFRONT / gpu.clock_hz
     tensor_sm_flops = gpu.tensor_flops_per_s[dtype] * eff.tensor / sms
