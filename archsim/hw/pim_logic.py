@@ -3,7 +3,12 @@
 The units read the DRAM dies over TSVs at ``internal_bandwidth``, a multiple of the external
 interface, so ops of low to moderate Op/B (MoE experts at small token counts, grouped-query
 attention) run faster than on the host. The TSV peak is scaled by the DRAM standard's streaming
-efficiency (refresh and row switches), taken from the DRAM timing kernel.
+efficiency (refresh and row switches), taken from the DRAM timing kernel; with ``bank_bundle``
+set (Duplex), by the efficiency of streaming one bank bundle alone, whose row activations
+nothing hides.
+
+[Duplex] Yun et al., "Duplex: A Device for Large Language Models with Mixture of Experts, Grouped
+Query Attention, and Continuous Batching", MICRO 2024 (arXiv 2409.01141).
 """
 
 from __future__ import annotations
@@ -14,7 +19,13 @@ from functools import lru_cache
 from archsim.config.machine import LogicPimConfig
 from archsim.energy.pricing import mac_prices_j, memory_prices_j
 from archsim.hw.base import Bound, OpCost, register_device
-from archsim.hw.memory import DramStandard, get_standard, serve_stream, streaming_pattern
+from archsim.hw.memory import (
+    DramStandard,
+    bundle_stream_efficiency,
+    get_standard,
+    serve_stream,
+    streaming_pattern,
+)
 from archsim.hw.roofline import roofline_cost
 from archsim.ir.ops import Attention, Elementwise, Gemm, Norm, Op, Softmax
 from archsim.ir.tensor import DType
@@ -42,13 +53,22 @@ class LogicPimDevice:
         self.config = config
         self.name = config.name
         self.standard = get_standard(config.memory_standard)
-        self.sustained_bw_bytes_per_s = config.internal_bw_bytes_per_s * streaming_efficiency(
-            self.standard
-        )
+        if config.bank_bundle is not None:
+            efficiency = bundle_stream_efficiency(self.standard, config.bank_bundle)
+        else:
+            efficiency = streaming_efficiency(self.standard)
+        self.sustained_bw_bytes_per_s = config.internal_bw_bytes_per_s * efficiency
 
     @property
     def clock_hz(self) -> float:
         return self.config.clock_hz
+
+    @property
+    def shares_host_bandwidth(self) -> bool:
+        """False: Logic-PIM reads its bank bundle over its own TSVs while the host reads the
+        other bundles, and model data are placed so the two never share a bundle ([Duplex]
+        Sec. 4.3 and 5.3), so neither takes bandwidth from the other."""
+        return False
 
     def supports(self, op: Op) -> bool:
         if isinstance(op, Gemm | Attention):

@@ -12,14 +12,17 @@ decode steps layer by layer, with
 * NeuPIMs' sub-batch interleaving: the batch splits in two (per channel, half of each channel's
   requests to each sub-batch, as NeuPIMs groups them) and one sub-batch's attention on PIM
   overlaps the other's GEMMs on the NPU;
-* Duplex's expert and attention co-processing: experts and attention requests split between the
-  compute device and Logic-PIM so that both work at once;
+* Duplex's expert co-processing: the experts of a decode step split between the compute device
+  and Logic-PIM so that both work at once, decode attention on Logic-PIM;
 * contention: a blocked-mode PIM (single row buffer) and the compute device take turns on the
-  memory; otherwise each op's memory demand (bytes over its standalone time) is summed with the
-  demands of the ops running beside it, and beyond the banks' sustained bandwidth every op
-  running then is slowed in proportion;
+  memory; a dual-row-buffer PIM with per-request channels takes the column-command slots its
+  commands need and leaves the rest of each channel to the host; a PIM with its own path to
+  the banks (Duplex's bank bundles) takes nothing from the compute device; otherwise each op's
+  memory demand (bytes over its standalone time) is summed with the demands of the ops running
+  beside it, and beyond the banks' sustained bandwidth every op running then is slowed in
+  proportion;
 * continuous batching of a request stream (arrivals, mixed prompt and output lengths), giving
-  tokens/s and per-token latency.
+  tokens/s and per-token latency, and its steady state with a fixed batch in flight.
 
 Coarse events only (one per op per layer): SimPy's budget is about a million events a second.
 """
@@ -54,14 +57,20 @@ class SystemPlan:
     sub_batches:
         1, or 2 for NeuPIMs' sub-batch interleaving.
     co_processing:
-        Duplex: each expert and the attention requests split between ``compute`` and
-        ``attention`` by which finishes sooner (experts) or in proportion to speed (attention).
+        Duplex's expert co-processing: each expert of a decode step goes to ``compute`` or
+        ``attention``, whichever finishes the layer's experts sooner. Decode attention stays
+        on ``attention`` (Duplex's attention co-processing only moves prefill attention to the
+        xPU, Yun et al. MICRO 2024 Sec. 5.2).
+    experts_on_attention:
+        Duplex without co-processing: the MoE layers of decode steps run on ``attention``
+        (Logic-PIM), one processor at a time (Sec. 4 and Fig. 10(a)).
     """
 
     compute: str
     attention: str
     sub_batches: int = 1
     co_processing: bool = False
+    experts_on_attention: bool = False
 
 
 @dataclass(frozen=True)
@@ -206,6 +215,8 @@ class _Layer:
         tp: int,
         dtype: DType,
         channels: Sequence[int] | None = None,
+        expert_parallel: int = 1,
+        dense: bool = False,
     ):
         batch = len(contexts)
         heads, kv_heads = arch.heads // tp, max(1, arch.kv_heads // tp)
@@ -213,17 +224,30 @@ class _Layer:
         self.qkv = [gemm("qkv", batch, (heads + 2 * kv_heads) * hd, d, dtype)]
         self.post: list[Op] = [gemm("o_proj", batch, d, heads * hd, dtype)]
         matrices = 3 if arch.activation == "swiglu" else 2
-        if arch.is_moe:
-            d_ff = arch.expert_d_ff // tp
+        if arch.is_moe and not dense:
+            if expert_parallel < 1 or arch.experts % expert_parallel:
+                raise ArchsimError(
+                    f"expert_parallel must divide the {arch.experts} experts of {arch.name}, "
+                    f"got {expert_parallel}"
+                )
             # uniform routing: the batch's top-k picks spread evenly over the experts
             routed = batch * arch.top_k
             self.experts = [
                 (routed // arch.experts + (1 if e < routed % arch.experts else 0))
                 for e in range(arch.experts)
             ]
+            if expert_parallel > 1:
+                # expert parallelism: this device holds experts // ep whole experts and runs
+                # the tokens every device routes to them
+                d_ff = arch.expert_d_ff
+                local = self.experts[: arch.experts // expert_parallel]
+            else:
+                # tensor parallelism: every expert split tp ways
+                d_ff = arch.expert_d_ff // tp
+                local = self.experts
             self.expert_ops = [
                 [gemm("up", m, d_ff * (matrices - 1), d, dtype), gemm("down", m, d, d_ff, dtype)]
-                for m in self.experts
+                for m in local
                 if m > 0
             ]
         else:
@@ -298,6 +322,7 @@ def simulate_decode_step(
     dtype: DType = DType.BF16,
     context_bucket: int = 16,
     costs: _Costs | None = None,
+    expert_parallel: int = 1,
 ) -> StepResult:
     """One decode step of ``len(contexts)`` requests with the given KV-cache lengths.
 
@@ -324,7 +349,10 @@ def simulate_decode_step(
     attn_dev = machine.devices[plan.attention]
     separate = plan.attention != plan.compute
     exclusive = separate and bool(getattr(attn_dev, "blocks_host_memory", False))
-    memory = _Memory(env, attn_dev.peak_bw_bytes_per_s() if separate else 0.0, exclusive)
+    # a device whose reads take their own path to the banks (Duplex's bank bundles) leaves the
+    # compute device's bandwidth alone
+    shared = separate and bool(getattr(attn_dev, "shares_host_bandwidth", True))
+    memory = _Memory(env, attn_dev.peak_bw_bytes_per_s() if shared else 0.0, exclusive)
     per_channel = separate and bool(getattr(attn_dev, "maps_requests_to_channels", False))
     host_bw = attn_dev.config.dram.bw_bytes_per_s if per_channel else 0.0
     units = {plan.compute: simpy.Resource(env, 1)}
@@ -390,24 +418,17 @@ def simulate_decode_step(
             yield from run_cost(plan.attention, sv.cost, sv_energy, sv.column_bus_share)
             return
         mean = _mean_context(layer.contexts, context_bucket)
-        if not (plan.co_processing and separate) or requests < 2:
-            yield from run(plan.attention, layer.attention_op(requests, mean))
-            return
-        # requests split in proportion to each device's speed, so both finish together
-        t_pim = costs.latency_s(plan.attention, layer.attention_op(requests, mean))
-        t_cmp = costs.latency_s(plan.compute, layer.attention_op(requests, mean))
-        on_pim = min(requests - 1, max(1, round(requests * t_cmp / (t_pim + t_cmp))))
-        parts = [
-            env.process(run(plan.attention, layer.attention_op(on_pim, mean))),
-            env.process(run(plan.compute, layer.attention_op(requests - on_pim, mean))),
-        ]
-        yield simpy.AllOf(env, parts)
+        yield from run(plan.attention, layer.attention_op(requests, mean))
 
     def experts(layer: _Layer):
         if not layer.expert_ops:
             return
+        every = [op for pair in layer.expert_ops for op in pair]
+        if plan.experts_on_attention and separate:
+            yield from run_all(plan.attention, every)
+            return
         if not (plan.co_processing and separate):
-            yield from run_all(plan.compute, [op for pair in layer.expert_ops for op in pair])
+            yield from run_all(plan.compute, every)
             return
         # Duplex: each expert goes to the device on which the layer's experts finish sooner,
         # given what that device already holds; low-Op/B experts are cheap on Logic-PIM and
@@ -424,8 +445,10 @@ def simulate_decode_step(
         parts = [env.process(run_all(dev, ops)) for dev, ops in on.items() if ops]
         yield simpy.AllOf(env, parts)
 
-    def sub_batch(layer: _Layer):
-        for _ in range(arch.layers):
+    def sub_batch(blocks: tuple[_Layer, _Layer]):
+        moe, dense = blocks
+        for index in range(arch.layers):
+            layer = moe if arch.is_moe_layer(index) else dense
             yield from run_all(plan.compute, layer.qkv)
             yield from split_attention(layer)
             yield from run_all(plan.compute, layer.post)
@@ -440,15 +463,27 @@ def simulate_decode_step(
             parts = _split_by_channel(contexts, channels, attn_dev.config.channels)
         else:
             parts = [(list(contexts), list(channels))]
-        layers = [
-            _Layer(arch, part, tensor_parallel, dtype, channels=chs) for part, chs in parts if part
-        ]
     else:
         size = len(contexts) // plan.sub_batches
         chunks = [contexts[:size], contexts[size:]] if plan.sub_batches == 2 else [contexts]
-        layers = [_Layer(arch, chunk, tensor_parallel, dtype) for chunk in chunks]
-    for layer in layers:
-        env.process(sub_batch(layer))
+        parts = [(chunk, None) for chunk in chunks]
+    for part, chs in parts:
+        if not part:
+            continue
+        # an MoE model's dense blocks (leading, or GLaM's every other) run the dense FFN
+        blocks = tuple(
+            _Layer(
+                arch,
+                part,
+                tensor_parallel,
+                dtype,
+                channels=chs,
+                expert_parallel=expert_parallel,
+                dense=dense,
+            )
+            for dense in (False, True)
+        )
+        env.process(sub_batch(blocks))
     env.run()
     latency = env.now
     return StepResult(
@@ -456,6 +491,80 @@ def simulate_decode_step(
         energy_j=energy[0] + machine.static_power_w() * latency,
         busy_s=busy,
         tokens=len(contexts),
+    )
+
+
+@dataclass(frozen=True)
+class SteadyServing:
+    """Continuous batching in steady state (see :func:`steady_state_serving`).
+
+    Attributes
+    ----------
+    tokens_per_s:
+        Output tokens per second.
+    energy_per_token_j:
+        Dynamic and static energy per output token.
+    decode_step_s:
+        One decode step of the full batch.
+    prefill_s:
+        One prompt's prefill.
+    """
+
+    tokens_per_s: float
+    energy_per_token_j: float
+    decode_step_s: float
+    prefill_s: float
+
+
+def steady_state_serving(
+    machine: Machine,
+    arch: ModelArchitecture,
+    plan: SystemPlan,
+    *,
+    batch: int,
+    input_len: int,
+    output_len: int,
+    tensor_parallel: int = 1,
+    expert_parallel: int = 1,
+    dtype: DType = DType.BF16,
+) -> SteadyServing:
+    """Continuous batching with ``batch`` requests always in flight, each finished request
+    replaced at once by a new one (as Duplex serves, Yun et al. MICRO 2024, Sec. 6).
+
+    Over ``output_len`` decode steps every slot turns over once, so ``batch`` prompts of
+    ``input_len`` tokens are prefilled (on the compute device) per ``batch * output_len``
+    generated tokens; the in-flight requests' KV caches are spread evenly over
+    ``[input_len, input_len + output_len)``.
+    """
+    if batch < 1 or input_len < 1 or output_len < 1:
+        raise ArchsimError(
+            f"batch, input_len and output_len must be positive, got {batch}, {input_len}, "
+            f"{output_len}"
+        )
+    costs = _Costs(machine)
+    contexts = [input_len + int((i + 0.5) * output_len / batch) for i in range(batch)]
+    step = simulate_decode_step(
+        machine,
+        arch,
+        contexts,
+        plan,
+        tensor_parallel=tensor_parallel,
+        dtype=dtype,
+        costs=costs,
+        expert_parallel=expert_parallel,
+    )
+    prefill_s, prefill_j = _prefill_cost(
+        costs, plan.compute, arch, input_len, tensor_parallel, dtype
+    )
+    prefill_j += machine.static_power_w() * prefill_s
+    period_s = output_len * step.latency_s + batch * prefill_s
+    tokens = batch * output_len
+    energy_j = output_len * step.energy_j + batch * prefill_j
+    return SteadyServing(
+        tokens_per_s=tokens / period_s,
+        energy_per_token_j=energy_j / tokens,
+        decode_step_s=step.latency_s,
+        prefill_s=prefill_s,
     )
 
 
@@ -488,15 +597,17 @@ def serve_requests(
             clock = pending[0].arrival_s
         while pending and pending[0].arrival_s <= clock and len(active) < max_batch:
             r = pending.pop(0)
-            prefill = _prefill_ops(arch, r.prompt_len, tensor_parallel, dtype)
-            step_s = sum(costs(plan.compute, op)[0].latency_s for op in prefill) * arch.layers
-            energy += sum(costs(plan.compute, op)[1] for op in prefill) * arch.layers
-            energy += static_w * step_s
+            step_s, step_j = _prefill_cost(
+                costs, plan.compute, arch, r.prompt_len, tensor_parallel, dtype
+            )
+            energy += step_j + static_w * step_s
             clock += step_s
             active.append([r.prompt_len, r.output_len])
         contexts = [a[0] for a in active]
         sub = plan.sub_batches if len(contexts) >= plan.sub_batches else 1
-        step_plan = SystemPlan(plan.compute, plan.attention, sub, plan.co_processing)
+        step_plan = SystemPlan(
+            plan.compute, plan.attention, sub, plan.co_processing, plan.experts_on_attention
+        )
         step = simulate_decode_step(
             machine,
             arch,
@@ -525,10 +636,29 @@ def serve_requests(
     )
 
 
-def _prefill_ops(arch: ModelArchitecture, prompt: int, tp: int, dtype: DType) -> list[Op]:
+def _prefill_cost(
+    costs: _Costs, device: str, arch: ModelArchitecture, prompt: int, tp: int, dtype: DType
+) -> tuple[float, float]:
+    """(seconds, joules) of one prompt's prefill on ``device``, every block of the model."""
+    moe_blocks = sum(arch.is_moe_layer(i) for i in range(arch.layers))
+    latency_s = energy_j = 0.0
+    for moe, blocks in ((True, moe_blocks), (False, arch.layers - moe_blocks)):
+        if blocks == 0:
+            continue
+        for op in _prefill_ops(arch, prompt, tp, dtype, moe=moe):
+            cost, op_energy = costs(device, op)
+            latency_s += cost.latency_s * blocks
+            energy_j += op_energy * blocks
+    return latency_s, energy_j
+
+
+def _prefill_ops(
+    arch: ModelArchitecture, prompt: int, tp: int, dtype: DType, *, moe: bool
+) -> list[Op]:
     heads, kv_heads = arch.heads // tp, max(1, arch.kv_heads // tp)
     hd, d = arch.head_dim, arch.d_model
-    d_ff = (arch.expert_d_ff * arch.top_k if arch.is_moe else arch.d_ff) // tp
+    # a prompt's tokens reach every expert: the MoE block's FLOPs are top_k dense FFNs
+    d_ff = (arch.expert_d_ff * arch.top_k if moe else arch.d_ff) // tp
     matrices = 3 if arch.activation == "swiglu" else 2
     return [
         gemm("qkv", prompt, (heads + 2 * kv_heads) * hd, d, dtype),

@@ -46,13 +46,24 @@ def test_neupims_beats_every_baseline(neupims):
     assert all(m.archsim > 1.0 for m in neupims.metrics.values())
 
 
-def test_duplex_energy_reduction_within_tolerance(duplex):
-    m = duplex.metrics["energy_reduction"]
-    assert abs(m.archsim - m.paper) <= TOLERANCE * m.paper, (m.archsim, m.paper)
+@pytest.mark.parametrize(
+    "metric",
+    [
+        "throughput_over_gpu_max",
+        "throughput_no_coprocessing_over_gpu_max",
+        "energy_reduction_glam_max",
+    ],
+)
+def test_duplex_within_tolerance(duplex, metric):
+    m = duplex.metrics[metric]
+    assert m.tolerance == TOLERANCE
+    assert abs(m.archsim - m.paper) <= TOLERANCE * m.paper, (metric, m.archsim, m.paper)
 
 
-def test_duplex_peak_speedup_overshoots(duplex):
-    # Known miss (reports/reproductions/duplex.md, Gaps): the grid's peak is at batch 32, where the
-    # experts run on Logic-PIM at the assumed 4x TSV bandwidth and prefill is not modelled.
-    m = duplex.metrics["throughput_over_gpu_max"]
+def test_duplex_mixtral_energy_saving_overshoots(duplex):
+    # Known miss (reports/reproductions/duplex.md, Gaps): Logic-PIM's read energy and both
+    # systems' static power are assumptions; the saving comes out above the paper's 33.28%,
+    # and must stay a saving below GLaM's (fewer experts, more of them on the xPU).
+    m = duplex.metrics["energy_reduction_mixtral_max"]
     assert m.archsim > m.paper * (1 + TOLERANCE)
+    assert m.archsim <= duplex.metrics["energy_reduction_glam_max"].archsim

@@ -32,7 +32,7 @@ class DramStandard:
     Attributes
     ----------
     name:
-        Standard name (``hbm2``, ``hbm2e``, ``hbm3``).
+        Standard name (``hbm2``, ``hbm2e``, ``hbm3``, ``hbm3_h100``).
     data_rate_bits_per_s:
         Data rate of one pin, bit/s.
     bus_width_bits:
@@ -175,7 +175,33 @@ HBM3 = DramStandard(
     t_ccd_l_cycles=6,
 )
 
-STANDARDS: dict[str, DramStandard] = {s.name: s for s in (HBM2, HBM2E, HBM3)}
+# HBM3 as the H100 SXM5 runs it: 3.35 TB/s over 5 stacks of 1024 pins is 5.23 Gb/s a pin (H100
+# datasheet); tCCD_S 1.5 ns, the spacing Duplex's Logic-PIM units are clocked for, and tCCD_L
+# twice that ([Duplex] Yun et al., MICRO 2024, Sec. 6 and Sec. 4.2); the other timings as HBM3
+HBM3_H100 = DramStandard(
+    name="hbm3_h100",
+    data_rate_bits_per_s=5.234e9,
+    bus_width_bits=32,
+    channels_per_stack=32,
+    burst_length=8,
+    banks=16,
+    banks_per_group=4,
+    row_bytes=1024,
+    t_rcd_s=14e-9,
+    t_rp_s=14e-9,
+    t_ras_s=34e-9,
+    t_cl_s=14e-9,
+    t_rrd_s_s=4e-9,
+    t_rrd_l_s=6e-9,
+    t_faw_s=30e-9,
+    t_rtp_s=6e-9,
+    t_refi_s=3.9e-6,
+    t_rfc_s=350e-9,
+    t_ccd_s_cycles=4,
+    t_ccd_l_cycles=8,
+)
+
+STANDARDS: dict[str, DramStandard] = {s.name: s for s in (HBM2, HBM2E, HBM3, HBM3_H100)}
 
 
 def get_standard(name: str) -> DramStandard:

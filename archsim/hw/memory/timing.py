@@ -197,3 +197,36 @@ def pim_gwrite_cycles(std: DramStandard, *, commands_per_row: int) -> float:
     """
     per_column = float(std.t_ccd_s_cycles + std.t_ccd_l_cycles)
     return std.cycles(std.t_rp_s) + std.cycles(std.t_rcd_s) + per_column * commands_per_row
+
+
+# rows of a bank bundle simulated: several refresh intervals at a few hundred ns a row
+_BUNDLE_WINDOW_ROWS = 64
+
+
+@lru_cache(maxsize=16)
+def bundle_stream_efficiency(std: DramStandard, banks: int) -> float:
+    """Achieved share of a bank bundle's peak when a logic-die unit streams it alone.
+
+    Duplex's Logic-PIM reads a bundle of ``banks`` banks (two per bank group) with one
+    command, every bank one burst each ``tCCD_L`` ([Duplex] Yun et al., MICRO 2024, Sec. 4.3),
+    and works on one bundle at a time, so the next rows of the bundle's banks open only after
+    the current ones are read out: each row pays the precharge, the staggered activations
+    (``tRRD``, ``tFAW``) and ``tRCD`` with nothing to hide them behind. Served by the DRAM
+    timing kernel with the bundle's reads spread evenly over each ``tCCD_L``; refresh included.
+    """
+    groups = std.banks // std.banks_per_group
+    per_group = max(1, banks // groups)
+    bundle = groups * per_group
+    columns = std.row_bytes // std.burst_bytes
+    # bank ids by bank group first, so consecutive reads change group
+    order = np.array([g * per_group + j for j in range(per_group) for g in range(groups)])
+    bank_ids = np.tile(order, _BUNDLE_WINDOW_ROWS * columns).astype(np.int64)
+    row_ids = np.repeat(np.arange(_BUNDLE_WINDOW_ROWS, dtype=np.int64), columns * bundle)
+    p = timing_params(std, banks=bundle)
+    p[k.BANKS_PER_GROUP] = per_group
+    p[k.T_BURST] = 0.0  # data leave over the bundle's own TSVs, not the channel bus
+    p[k.T_CL] = 0.0
+    spacing = std.t_ccd_l_cycles / bundle
+    p[k.T_CCD_S] = p[k.T_CCD_L] = spacing
+    cycles, _acts, _hits, _refs = k.simulate_dram_stream(bank_ids, row_ids, p)
+    return float(len(bank_ids) * spacing / cycles)
