@@ -36,13 +36,14 @@ from dataclasses import dataclass, field
 
 import pulp
 
-from archsim.mappers.heuristics import best_heuristic_plan, search_order
+from archsim.mappers.heuristics import best_heuristic_plan, min_peak_order, search_order
 from archsim.mappers.memory_plan import (
     ALIGN_BYTES,
     Allocation,
     MemoryPlan,
     MemoryProblem,
     SolverStats,
+    lower_bound_bytes,
     make_plan,
 )
 
@@ -452,13 +453,17 @@ def cosma_plan(
 
     1. schedule: :func:`~archsim.mappers.heuristics.search_order` searches op orders, each
        planned by LRU/Belady, for the one moving the fewest bytes (on NAS cells the order decides
-       how many branch outputs are live at once);
+       how many branch outputs are live at once), once from the graph order and once from the
+       minimum-peak-memory order;
     2. divide: that order is cut into windows of at most ``max_ilp_ops`` ops where the fewest
        live bytes cross the cuts (dynamic programming over all cuts);
     3. conquer: each window is one MILP that reorders its own ops, allocates and replaces, and
        inherits the scratchpad as the previous window left it (residents with their addresses,
        what was already spilled); the result is the better of the stitched MILP plan and the
        searched order's heuristic plan.
+
+    A plan that meets :func:`~archsim.mappers.memory_plan.lower_bound_bytes` is returned as
+    optimal at once, without (further) MILPs.
 
     Parameters
     ----------
@@ -474,7 +479,7 @@ def cosma_plan(
         Branch-and-bound nodes per MILP (CBC): a budget of work that gives the same plan however
         loaded the machine is. None: only the time limit stops the solver.
     order_evaluations, seed:
-        Budget and seed of the order search (divide and conquer only).
+        Budget (per start) and seed of the order search (divide and conquer only).
 
     Returns
     -------
@@ -489,22 +494,41 @@ def cosma_plan(
     warm = heuristic if isinstance(heuristic, MemoryPlan) else None
     if warm is not None and warm.traffic.non_compulsory_bytes == 0:
         return warm  # nothing to improve: no schedule moves fewer than the compulsory bytes
+    bound = lower_bound_bytes(problem)
+
+    def proven(plan: MemoryPlan | None) -> bool:
+        return plan is not None and plan.traffic.non_compulsory_bytes <= bound
+
     searched_evaluations = 0
     order = list(problem.ops)
-    if len(problem.ops) > max_ilp_ops:
-        searched = search_order(problem, evaluations=order_evaluations, seed=seed)
-        if isinstance(searched, MemoryPlan):
-            searched_evaluations = searched.stats.order_evaluations
+    if len(problem.ops) > max_ilp_ops and not proven(warm):
+        # the local search ends in local optima: start it from the graph order and from the
+        # minimum-peak-memory order, keep the better result
+        starts = [problem.ops, min_peak_order(problem, evaluations=order_evaluations, seed=seed)]
+        for start in starts:
+            searched = search_order(
+                problem, start, evaluations=order_evaluations, seed=seed, stop_at_bytes=bound
+            )
+            if not isinstance(searched, MemoryPlan):
+                continue
+            searched_evaluations += searched.stats.order_evaluations
             if warm is None or (
-                searched.traffic.non_compulsory_bytes <= warm.traffic.non_compulsory_bytes
+                searched.traffic.non_compulsory_bytes < warm.traffic.non_compulsory_bytes
             ):
                 warm = searched
                 order = list(searched.order)
+            if proven(warm):
+                break
     windows = _windows(problem, order, max_ilp_ops)
     method = "ilp" if len(windows) == 1 else "divide_conquer"
 
     def finish(
-        plan: MemoryPlan, status: str, gap: float, variables: int, constraints: int
+        plan: MemoryPlan,
+        status: str,
+        gap: float,
+        variables: int,
+        constraints: int,
+        solved: int = len(windows),
     ) -> MemoryPlan:
         stats = SolverStats(
             method=method,
@@ -514,13 +538,15 @@ def cosma_plan(
             gap_rel=gap,
             variables=variables,
             constraints=constraints,
-            subproblems=len(windows),
+            subproblems=solved,
             order_evaluations=searched_evaluations,
+            lower_bound_bytes=bound,
         )
         return dataclasses.replace(plan, stats=stats)
 
-    if warm is not None and warm.traffic.non_compulsory_bytes == 0:
-        return finish(warm, "warm_start", 0.0, 0, 0)
+    if proven(warm):
+        # the heuristic plan meets the lower bound: optimal, no MILP needed
+        return finish(warm, "optimal", 0.0, 0, 0, solved=0)
     state = _State()
     steps: list[str] = []
     allocations: list[Allocation] = []

@@ -157,12 +157,80 @@ def successors(problem: MemoryProblem) -> dict[str, list[str]]:
 _SEGMENT_OPS = (1, 1, 2, 3, 4, 5, 6, 8, 10)
 
 
+def _moved_segment(
+    problem: MemoryProblem, after: dict[str, list[str]], order: list[str], rng: random.Random
+) -> list[str] | None:
+    """``order`` with a random run of consecutive ops put back at a random legal position
+    (between its last predecessor and its first successor), or None if it has no other place."""
+    first = rng.randrange(len(order))
+    segment = order[first : first + rng.choice(_SEGMENT_OPS)]
+    inside = set(segment)
+    rest = [op for op in order if op not in inside]
+    position = {op: i for i, op in enumerate(rest)}
+    low = max(
+        (position[p] + 1 for op in segment for p in problem.predecessors[op] if p not in inside),
+        default=0,
+    )
+    high = min(
+        (position[s] for op in segment for s in after[op] if s not in inside),
+        default=len(rest),
+    )
+    if low > high:
+        return None
+    at = rng.randint(low, high)
+    candidate = rest[:at] + segment + rest[at:]
+    return None if candidate == order else candidate
+
+
+def peak_live_bytes(problem: MemoryProblem, order: tuple[str, ...] | list[str]) -> int:
+    """Largest sum of live tensors at any step of ``order`` with nothing evicted: a tensor lives
+    from its producer (or first use) to its last use. The scratchpad that runs ``order`` with no
+    off-chip traffic beyond the compulsory."""
+    position = {op: i for i, op in enumerate(order)}
+    delta = [0] * (len(order) + 1)
+    for t in problem.tensors.values():
+        users = [position[c] for c in t.consumers]
+        start = position[t.producer] if t.producer is not None else min(users)
+        end = max(users, default=start)
+        delta[start] += t.size_bytes
+        delta[end + 1] -= t.size_bytes
+    live = peak = 0
+    for change in delta[:-1]:
+        live += change
+        peak = max(peak, live)
+    return peak
+
+
+def min_peak_order(
+    problem: MemoryProblem, *, evaluations: int = 20000, seed: int = 0
+) -> tuple[str, ...]:
+    """A topological order with a small peak of live bytes: COSMA's second baseline schedule,
+    the "minimum peak memory footprint" (MPMF) order (its Section V-A), found here by the same
+    local search as :func:`search_order` on :func:`peak_live_bytes` instead of by an ILP."""
+    order = list(problem.ops)
+    best = peak_live_bytes(problem, order)
+    after = successors(problem)
+    rng = random.Random(seed)
+    tried = attempts = 0
+    while tried < evaluations and attempts < 20 * evaluations and len(order) > 1:
+        attempts += 1
+        candidate = _moved_segment(problem, after, order, rng)
+        if candidate is None:
+            continue
+        tried += 1
+        peak = peak_live_bytes(problem, candidate)
+        if peak <= best:
+            best, order = peak, candidate
+    return tuple(order)
+
+
 def search_order(
     problem: MemoryProblem,
     start: tuple[str, ...] | None = None,
     *,
     evaluations: int = 2000,
     seed: int = 0,
+    stop_at_bytes: float = 0.0,
 ) -> MemoryPlan | str:
     """Search topological orders for the one whose LRU/Belady plan moves the fewest bytes.
 
@@ -188,6 +256,8 @@ def search_order(
         Candidate orders planned.
     seed:
         Seed of the move generator.
+    stop_at_bytes:
+        Stop once a plan moves no more non-compulsory bytes than this (a lower bound).
 
     Returns
     -------
@@ -206,31 +276,10 @@ def search_order(
     # a segment with no legal new place is skipped; bound the attempts so a chain graph ends
     while tried < evaluations and attempts < 20 * evaluations and len(order) > 1:
         attempts += 1
-        if best.traffic.non_compulsory_bytes == 0:
+        if best.traffic.non_compulsory_bytes <= stop_at_bytes:
             break
-        first = rng.randrange(len(order))
-        segment = order[first : first + rng.choice(_SEGMENT_OPS)]
-        inside = set(segment)
-        rest = [op for op in order if op not in inside]
-        position = {op: i for i, op in enumerate(rest)}
-        low = max(
-            (
-                position[p] + 1
-                for op in segment
-                for p in problem.predecessors[op]
-                if p not in inside
-            ),
-            default=0,
-        )
-        high = min(
-            (position[s] for op in segment for s in after[op] if s not in inside),
-            default=len(rest),
-        )
-        if low > high:
-            continue
-        at = rng.randint(low, high)
-        candidate = rest[:at] + segment + rest[at:]
-        if candidate == order:
+        candidate = _moved_segment(problem, after, order, rng)
+        if candidate is None:
             continue
         tried += 1
         plan = best_heuristic_plan(problem, tuple(candidate))

@@ -213,8 +213,9 @@ class SolverStats:
     solver:
         The MILP solver used (``highs``, ``cbc``) or ``none`` for heuristics.
     status:
-        ``optimal``, ``time_limit`` (best found within the limit), ``warm_start`` (the solver found
-        nothing better than its warm start) or ``heuristic``.
+        ``optimal`` (solved to optimality, or a plan meeting the lower bound), ``time_limit``
+        (best found within the node or time limit), ``warm_start`` (the solver found nothing
+        better than its warm start) or ``heuristic``.
     solve_time_s:
         Wall time of the search, in seconds.
     gap_rel:
@@ -225,6 +226,9 @@ class SolverStats:
         MILPs solved (divide and conquer solves one per window).
     order_evaluations:
         Op orders planned by the schedule search (:func:`archsim.mappers.heuristics.search_order`).
+    lower_bound_bytes:
+        Non-compulsory bytes no plan can avoid (:func:`lower_bound_bytes`; NaN if not computed).
+        A plan that meets it is optimal whatever the solver's own status.
     """
 
     method: str
@@ -236,6 +240,7 @@ class SolverStats:
     constraints: int = 0
     subproblems: int = 0
     order_evaluations: int = 0
+    lower_bound_bytes: float = float("nan")
 
 
 @dataclass(frozen=True)
@@ -318,6 +323,57 @@ def plan_traffic(problem: MemoryProblem, allocations: tuple[Allocation, ...]) ->
         else:
             reload += max(count - 1, 0) * t.size_bytes
     return Traffic(compulsory_bytes=compulsory, reload_bytes=reload, spill_bytes=spill)
+
+
+def lower_bound_bytes(problem: MemoryProblem) -> float:
+    """Non-compulsory bytes that no schedule, allocation or replacement can avoid.
+
+    A tensor is live across op ``v`` in every topological order when it was made (or, for a
+    weight or input, first used) by an ancestor of ``v`` and is read by a descendant of ``v``,
+    and ``v`` itself does not use it. If those tensors and ``v``'s own working set exceed the
+    scratchpad, the excess must be off-chip while ``v`` runs: each such byte is reloaded later,
+    and an evicted intermediate was also spilled (2 bytes of traffic per byte; a weight, an input
+    or a graph output 1). The cheapest fractional cover of the excess bounds the traffic at ``v``;
+    the bound is the largest over all ops (one eviction can serve several ops, so they do not
+    add). It proves a plan optimal when the plan meets it.
+    """
+    ancestors: dict[str, set[str]] = {}
+    for op in problem.ops:  # topological
+        found: set[str] = set()
+        for pred in problem.predecessors[op]:
+            found.add(pred)
+            found |= ancestors[pred]
+        ancestors[op] = found
+    descendants: dict[str, set[str]] = {op: set() for op in problem.ops}
+    for op, above in ancestors.items():
+        for a in above:
+            descendants[a].add(op)
+    best = 0.0
+    for op in problem.ops:
+        used = set(problem.op_tensors[op])
+        before, after = ancestors[op], descendants[op]
+        across: list[tuple[int, int]] = []  # (traffic per byte, bytes)
+        for t in problem.tensors.values():
+            if t.name in used or not any(c in after for c in t.consumers):
+                continue
+            if t.producer is not None:
+                if t.producer not in before:
+                    continue
+            elif not any(c in before for c in t.consumers):
+                continue
+            per_byte = 2 if t.role == "intermediate" and not t.is_output else 1
+            across.append((per_byte, t.size_bytes))
+        excess = problem.working_set_bytes(op) + sum(b for _, b in across)
+        excess -= problem.capacity_bytes
+        cost = 0.0
+        for per_byte, size in sorted(across):
+            if excess <= 0:
+                break
+            take = min(size, excess)
+            cost += per_byte * take
+            excess -= take
+        best = max(best, cost)
+    return best
 
 
 class PlanError(ArchsimError):

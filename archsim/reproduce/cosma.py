@@ -8,10 +8,11 @@ maximum memory required by a single operator", i.e. the inputs and outputs of th
 224x224 images for the CNNs. The paper compares against a TensorFlow Lite linear allocator under
 the default or the minimum-peak-memory order with Belady or ILP-greedy replacement and averages
 its 84% over ten human-designed DNNs; its 85% is the divide-and-conquer heuristic on four NAS
-graphs (PNASNet-5, AmoebaNet-D, NASNet-A, DARTS). Here the baselines are the graph order with
-first-fit allocation and LRU or Belady eviction, the reduction is taken against the better of the
-two on each graph, and the graphs are ResNet-50 and MobileNetV2 (two of the paper's ten; MILP
-windows of at most 8 ops) and two NASNet-A-like normal cells at 64 channels, 28x28 (divide and
+graphs (PNASNet-5, AmoebaNet-D, NASNet-A, DARTS). Here the baselines are the same two schedules
+(the graph order, and a minimum-peak-memory order found by local search; its peak is the
+m_p_mib column) with first-fit allocation and LRU or Belady eviction, the reduction is taken
+against the best of the four on each graph, and the graphs are ResNet-50 and MobileNetV2 (two of
+the paper's ten; MILP windows of at most 8 ops) and two NASNet-A-like normal cells at 64 channels, 28x28 (divide and
 conquer: order search, then MILP windows). All traffic numbers come out of archsim's planners.
 """
 
@@ -21,7 +22,7 @@ import pandas as pd
 
 from archsim.config.workload import CnnSpec, NasCellSpec, WorkloadConfig
 from archsim.mappers.cosma import cosma_plan, solver_name
-from archsim.mappers.heuristics import plan_with_eviction
+from archsim.mappers.heuristics import min_peak_order, peak_live_bytes, plan_with_eviction
 from archsim.mappers.memory_plan import MemoryPlan, MemoryProblem
 from archsim.report.document import Document, Heading, Paragraph, Table
 from archsim.reproduce.base import Metric, Reproduction, metrics_table, register_reproduction
@@ -64,14 +65,20 @@ def _problem(name: str) -> MemoryProblem:
 
 
 def compare_graph(name: str) -> dict[str, float | str]:
-    """Non-compulsory MiB of LRU, Belady and COSMA on one graph, and the solve time."""
+    """Non-compulsory MiB of the four baselines and of COSMA on one graph, and the solve time.
+
+    The baselines are the paper's two schedules, the graph's own order and a minimum-peak-memory
+    order, each with LRU and with Belady eviction."""
     problem = _problem(name)
     row: dict[str, float | str] = {"ops": float(len(problem.ops))}
-    row["scratchpad_mib"] = problem.capacity_bytes / 2**20
-    for policy in ("lru", "belady"):
-        plan = plan_with_eviction(problem, problem.ops, policy)
-        assert isinstance(plan, MemoryPlan), plan
-        row[f"{policy}_mib"] = plan.traffic.non_compulsory_bytes / 2**20
+    row["m_r_mib"] = problem.capacity_bytes / 2**20
+    low_peak = min_peak_order(problem, evaluations=ORDER_EVALUATIONS)
+    row["m_p_mib"] = peak_live_bytes(problem, low_peak) / 2**20
+    for schedule, order in (("graph", problem.ops), ("minpeak", low_peak)):
+        for policy in ("lru", "belady"):
+            plan = plan_with_eviction(problem, order, policy)
+            assert isinstance(plan, MemoryPlan), plan
+            row[f"{schedule}_{policy}_mib"] = plan.traffic.non_compulsory_bytes / 2**20
     plan = cosma_plan(
         problem,
         time_limit_s=TIME_LIMIT_S,
@@ -81,12 +88,14 @@ def compare_graph(name: str) -> dict[str, float | str]:
     )
     assert isinstance(plan, MemoryPlan), plan
     row["cosma_mib"] = plan.traffic.non_compulsory_bytes / 2**20
+    row["bound_mib"] = plan.stats.lower_bound_bytes / 2**20
     row["compulsory_mib"] = plan.traffic.compulsory_bytes / 2**20
     row["solve_time_s"] = plan.stats.solve_time_s
     row["subproblems"] = float(plan.stats.subproblems)
     row["orders_tried"] = float(plan.stats.order_evaluations)
     row["status"] = plan.stats.status
-    baseline = min(float(row["lru_mib"]), float(row["belady_mib"]))
+    baseline = min(float(v) for k, v in row.items() if k.endswith(("_lru_mib", "_belady_mib")))
+    row["baseline_mib"] = baseline
     cosma = float(row["cosma_mib"])
     row["reduction_pct"] = 100.0 * (1 - cosma / baseline) if baseline else 0.0
     return row
@@ -134,7 +143,9 @@ def reproduce_cosma() -> Reproduction:
             f"Solver: {solver_name()}, {MAX_NODES} branch-and-bound nodes (CBC) and at most "
             f"{TIME_LIMIT_S:g} s per MILP window; order search: {ORDER_EVALUATIONS} orders, seed 0. "
             "Status `warm_start` means the MILP windows found nothing better than the searched "
-            "order's LRU/Belady plan, which is then the result."
+            "order's LRU/Belady plan, which is then the result; `optimal` that every MILP was "
+            "solved to optimality or that the plan meets bound_mib, the traffic no plan can "
+            "avoid (tensors live across an op in every order that do not fit beside it)."
         )
     )
     doc.add(Heading("Per graph"))
@@ -142,4 +153,28 @@ def reproduce_cosma() -> Reproduction:
     doc.add(Table(frame))
     doc.add(Heading("Metrics"))
     doc.add(metrics_table(metrics))
+    doc.add(Heading("Gaps"))
+    nas_baseline_mib = float(rows["nas_cell"]["baseline_mib"])
+    nas = GRAPHS["nas_cell"]
+    # the int8 stem output (batch 1), spilled once and reloaded once
+    stem_mib = 2 * nas.channels * nas.image_size**2 / 2**20
+    nas_floor_pct = 100 * (1 - stem_mib / nas_baseline_mib)
+    doc.add(
+        Paragraph(
+            "CNN reduction above the paper's 84%: two of the paper's ten graphs, both nearly "
+            "chains, against baselines with first-fit allocation and LRU or Belady eviction where "
+            "the paper's use the TensorFlow Lite linear allocator with Belady or an ILP-greedy "
+            "replacement; MobileNetV2 has M_P = M_R, and the paper too reports that COSMA removes "
+            "all non-compulsory traffic at M_P while the baselines do not. "
+            "NAS cells: this graph's floor (bound_mib). At the first cell's concatenation the "
+            "five block outputs and the concatenated result fill M_R exactly, so the stem output, "
+            "still needed by the second cell, must be spilled and reloaded once, a "
+            f"reduction of at most {nas_floor_pct:.1f}% against the baselines' "
+            f"{nas_baseline_mib:.2f} MiB; divide and conquer "
+            f"reaches {float(rows['nas_cell']['reduction_pct']):.1f}% (status "
+            f"{rows['nas_cell']['status']}). The paper's 85% averages "
+            "four real NAS networks with more cells. Solve times: CBC with windows and the "
+            "order search here, Gurobi on whole graphs in the paper."
+        )
+    )
     return Reproduction(name="cosma", metrics=metrics, report=doc)

@@ -167,3 +167,33 @@ def test_order_search_is_deterministic_and_beats_the_graph_order_on_nas_cells():
     assert first.order == second.order and first.traffic == second.traffic
     validate_plan(problem, first.order, first.allocations)
     assert first.traffic.non_compulsory_bytes < graph_order.traffic.non_compulsory_bytes
+
+
+@pytest.mark.parametrize("slots", [3, 4])
+def test_lower_bound_never_exceeds_the_brute_force_optimum(slots):
+    from archsim.mappers.memory_plan import lower_bound_bytes
+
+    problem = MemoryProblem.from_graph(_diamond(), slots * KIB)
+    assert lower_bound_bytes(problem) <= _brute_force_best(problem)
+
+
+def test_nas_cells_plan_meets_the_lower_bound_and_says_optimal():
+    from archsim.config.workload import NasCellSpec
+    from archsim.mappers.memory_plan import lower_bound_bytes
+
+    config = WorkloadConfig(
+        schema_version=1, name="nas", workload=NasCellSpec(cells=2, channels=16, image_size=8)
+    )
+    graph = lower(config)
+    unbounded = MemoryProblem.from_graph(graph, 2**62)
+    capacity = max(unbounded.working_set_bytes(op) for op in unbounded.ops)
+    problem = MemoryProblem.from_graph(graph, capacity)
+    bound = lower_bound_bytes(problem)
+    # the first cell's concatenation fills the scratchpad while the stem output is still needed
+    assert bound > 0
+    plan = cosma_plan(problem, time_limit_s=5, max_ilp_ops=8, order_evaluations=2000)
+    assert isinstance(plan, MemoryPlan)
+    validate_plan(problem, plan.order, plan.allocations)
+    assert plan.traffic.non_compulsory_bytes >= bound
+    assert plan.traffic.non_compulsory_bytes == bound and plan.stats.status == "optimal"
+    assert plan.stats.subproblems == 0  # proven by the bound: no MILP was needed
