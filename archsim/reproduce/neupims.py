@@ -73,7 +73,7 @@ def systems_tokens_per_s(contexts: Sequence[int] = SHAREGPT_CONTEXTS) -> dict[st
         "neupims": ("neupims", SystemPlan("npu", "pim", sub_batches=2)),
         "naive_npu_pim": ("neupims_naive", SystemPlan("npu", "pim")),
         "npu_only": ("neupims_npu_only", SystemPlan("npu", "npu")),
-        "gpu_only": ("a100", SystemPlan("a100", "a100")),
+        "gpu_only": ("neupims_gpu_a100_40gb", SystemPlan("a100", "a100")),
     }
     out = {}
     for label, (machine_name, plan) in runs.items():
@@ -107,9 +107,10 @@ def reproduce_neupims() -> Reproduction:
             f".csv; KV-cache lengths 1 to {max(SHAREGPT_CONTEXTS)}, mean "
             f"{sum(SHAREGPT_CONTEXTS) / BATCH:.0f}). Machines: hwconfigs/neupims.yaml (NPU + "
             "dual-row-buffer PIM, two interleaved sub-batches), neupims_naive.yaml (blocked-mode "
-            "PIM, NPU and PIM take turns), neupims_npu_only.yaml, and the shipped a100.yaml as "
-            "the GPU-only system. Each system runs one decode step through archsim.sim.system: "
-            "GEMMs on the NPU (tiling model), attention on PIM or on the NPU/GPU."
+            "PIM, NPU and PIM take turns), neupims_npu_only.yaml, and "
+            "neupims_gpu_a100_40gb.yaml as the GPU-only system (the paper's Sec. 8.1: an A100 "
+            "40GB). Each system runs one decode step through archsim.sim.system: GEMMs on the "
+            "NPU (tiling model), attention on PIM or on the NPU/GPU."
         )
     )
     doc.add(
@@ -131,11 +132,14 @@ def reproduce_neupims() -> Reproduction:
     doc.add(Heading("Assumptions"))
     doc.add(
         Paragraph(
-            "The GPU-only system is an A100 80GB (the paper's GPU baseline could not be "
-            "retrieved from the material available to us). The naive baseline's channels are "
-            "given round robin (its system config sets no channel load balancing). One decode "
-            "step of the trace's batch stands for the paper's steady state; prefill and request "
-            "turnover are left out for every system alike."
+            "The paper's headline figures are averages over GPT-3 7B to 175B, ShareGPT and "
+            "Alpaca and batches 64 to 512 (Sec. 8.2: NPU+PIM averages 1.5x over NPU-only, and "
+            "1.5 x 1.6 = 2.4); this reproduction runs one point of that grid, the repository's "
+            "default run, at which the paper reports its gains above average (they grow with "
+            "batch size and are larger on ShareGPT). One decode step of the trace's batch "
+            "stands for the paper's steady state; prefill and request turnover are left out for "
+            "every system alike. The paper measured its GPU-only system running PyTorch; it is "
+            "modelled here by archsim's GPU model with the A100 40GB's memory."
         )
     )
     doc.add(Heading("Results"))
@@ -147,7 +151,9 @@ def reproduce_neupims() -> Reproduction:
             "As the paper's repository README defines them: NPU-only runs every operation on the "
             "NPU; naive NPU+PIM runs the attention GEMVs on single-row-buffer (blocked-mode) PIM "
             "with no sub-batch interleaving; NeuPIMs adds dual row buffers and sub-batch "
-            "interleaving (enabled there from batch 256). The NPU runs decode attention with the "
+            "interleaving (enabled there from batch 256); the paper's Sec. 8.1 adds that the "
+            "NPU+PIM baseline assigns requests to channels round robin and that NPU-only has "
+            "the same memory bandwidth. The NPU runs decode attention with the "
             "query rows stationary in the arrays and K/V streaming past them, the faster of its "
             "two mappings here, so it reads the KV cache at close to the DRAM bandwidth."
         )
@@ -164,10 +170,13 @@ def reproduce_neupims() -> Reproduction:
             "by its NPU GEMMs, the paper's 2.4x would need NPU-only attention faster than the "
             "DRAM bandwidth allows, or NPU GEMMs about a third slower than the tiling model "
             "gives (it runs them at about 87% of the arrays' peak); the paper's NPU simulator "
-            "figures are not available to check which. The gain over GPU-only stays low: the "
-            "paper's 3.0x against 2.4x puts its GPU-only system 25% slower than its NPU-only "
-            "one, while an A100 (2 TB/s, 312 TFLOP/s) runs this step faster than the NPU; the "
-            "paper's GPU baseline is not known to us. No constant was tuned to close a gap."
+            "figures are not available to check which; the point run here is one where the "
+            "paper's own gains exceed its averages. The gain over GPU-only stays low: the paper "
+            "finds GPU-only and NPU-only marginally apart (Sec. 8.2) and its 3.0x against 2.4x "
+            "puts its measured PyTorch A100 below its NPU-only system, while archsim's kernel-"
+            "level A100 40GB (1.56 TB/s, 312 TFLOP/s) runs this step about 18% faster than the "
+            "NPU; the software overheads of the measured PyTorch run are not modelled. No "
+            "constant was tuned to close a gap."
         )
     )
     return Reproduction(name="neupims", metrics=metrics, report=doc)
