@@ -182,10 +182,3 @@ def power_law_csr(
     indptr = np.zeros(n + 1, dtype=np.int64)
     np.add.at(indptr, rows + 1, 1)
     return np.cumsum(indptr), cols.astype(np.int64)
-
-
-def thread_loads(per_row: np.ndarray, threads: int) -> np.ndarray:
-    """Sum a per-row quantity over threads when rows are dealt round-robin (row ``i`` on ``i % threads``)."""
-    loads = np.zeros(threads)
-    np.add.at(loads, np.arange(per_row.shape[0]) % threads, per_row)
-    return loads
