@@ -45,4 +45,4 @@ def get_mapper(name: str) -> Mapper:
 
 
 def _load_builtin() -> None:
-    from archsim.mappers import greedy, heterogeneous, memory_mappers  # noqa: F401
+    from archsim.mappers import greedy, heterogeneous, memory_mappers, tiled  # noqa: F401

@@ -4,7 +4,8 @@ and ``belady`` (the graph order with that eviction rule).
 Placement is the greedy mapper's; the memory plan needs every op on one device with a
 software-managed scratchpad (NPU scratchpad, FPGA on-chip RAM). The schedule's entries follow the
 plan's op order and carry the plan in ``Schedule.memory_plan``; its traffic and solver statistics
-are also in ``Schedule.stats``.
+are also in ``Schedule.stats``. GEMMs and convolutions get their searched tilings
+(:func:`~archsim.mappers.tiled.with_searched_tilings`), as under the ``tiled`` mapper.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from archsim.mappers.greedy import GreedyMapper
 from archsim.mappers.heuristics import plan_with_eviction
 from archsim.mappers.memory_plan import MemoryPlan, MemoryProblem, scratchpad_capacity_bytes
 from archsim.mappers.schedule import Infeasible, Schedule, ScheduledOp
+from archsim.mappers.tiled import with_searched_tilings
 
 Planner = Callable[[MemoryProblem], MemoryPlan | str]
 
@@ -48,7 +50,7 @@ class MemoryPlanningMapper:
             return Infeasible(f"{devices[0]}: {plan}")
         by_name = {entry.op.name: entry for entry in placed.entries}
         traffic, stats = plan.traffic, plan.stats
-        return Schedule(
+        schedule = Schedule(
             graph_name=graph.name,
             entries=tuple(ScheduledOp(by_name[n].op, by_name[n].device) for n in plan.order),
             mapper=self.name,
@@ -65,6 +67,7 @@ class MemoryPlanningMapper:
             },
             memory_plan=plan,
         )
+        return with_searched_tilings(schedule, machine)
 
 
 @register_mapper("cosma")
