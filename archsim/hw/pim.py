@@ -299,12 +299,17 @@ class PimDevice:
         heads_kv: int,
         head_dim: int,
         dtype: DType,
-    ) -> tuple[PimPhase, PimPhase]:
-        """Costs of the score GEMVs and of the context GEMVs of a batch, per-request channels.
+    ) -> tuple[PimPhase, ...]:
+        """Costs of a batch's decode attention with per-request channels.
 
-        Every channel runs its requests one after another; the scores of the whole batch go to
-        the host for the softmax before any context GEMV starts, so each phase ends with its
-        busiest channel. Returns (scores phase, context phase).
+        Every channel runs its requests one after another, and the scores go to the host's
+        vector units for the softmax between the score and context GEMVs. In blocked mode
+        (one row buffer) the results cannot leave the banks while PIM runs, so the whole
+        batch's scores wait for the last channel: two phases (scores, then contexts), each
+        ending with its busiest channel, the host's softmax between them. With dual row
+        buffers the scores of one head go out while the next head's GEMVs run, so the
+        softmax hides behind them ([NeuPIMs] Sec. 6.1): one phase, each channel's score and
+        context GEMVs back to back, ending with the busiest channel.
         """
         if len(contexts) != len(channels):
             raise ValueError(f"{len(contexts)} contexts but {len(channels)} channel assignments")
@@ -329,22 +334,27 @@ class PimDevice:
         vectors = len(contexts) * heads_q * head_dim * elem
         scores = tokens * heads_q * elem
         banks = self.config.banks_per_channel
+        if self.blocks_host_memory:
+            runs = [(qk, bus[0], comps[0], rows[0]), (sv, bus[1], comps[1], rows[1])]
+        else:
+            runs = [(qk + sv, bus.sum(axis=0), comps.sum(), rows.sum())]
         phases = []
-        for phase, cycles in enumerate((qk, sv)):
+        for cycles, bus_cycles, commands, activations in runs:
             # queries in and scores out, then scores in and contexts out
-            io = vectors + scores
+            io = (vectors + scores) * 2 / len(runs)
+            share_macs = macs * 2 / len(runs)
             latency_s = float(cycles.max()) / self.standard.clock_hz + self.config.dram.latency_s
-            share = float(bus[phase].max() / cycles.max()) if cycles.max() > 0 else 0.0
+            share = float(bus_cycles.max() / cycles.max()) if cycles.max() > 0 else 0.0
             cost = OpCost(
                 latency_s=latency_s,
                 cycles=latency_s * self.clock_hz,
                 bound=Bound.MEMORY,
-                utilization=min(1.0, macs / self._peak_flops_per_s / latency_s),
-                bytes_by_level={"dram": kv_bytes + io},
+                utilization=min(1.0, 2.0 * share_macs / self._peak_flops_per_s / latency_s),
+                bytes_by_level={"dram": kv_bytes * 2 / len(runs) + io},
                 actions={
-                    f"mac.{dtype.value}": macs,
-                    "pim.command": comps[phase] * banks,
-                    "dram.activate": rows[phase] * banks,
+                    f"mac.{dtype.value}": share_macs,
+                    "pim.command": commands * banks,
+                    "dram.activate": activations * banks,
                     "read.dram": io,
                 },
                 notes=(
@@ -353,7 +363,7 @@ class PimDevice:
                 ),
             )
             phases.append(PimPhase(cost, min(1.0, share)))
-        return phases[0], phases[1]
+        return tuple(phases)
 
     def peak_flops_per_s(self, dtype: DType) -> float:
         return self._peak_flops_per_s if dtype in self.config.mac_energy_j else 0.0

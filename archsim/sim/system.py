@@ -130,7 +130,7 @@ class _Costs:
     def __init__(self, machine: Machine):
         self.machine = machine
         self._cache: dict[tuple[str, Op], tuple[OpCost, float]] = {}
-        self._phases: dict[tuple, tuple[tuple[PimPhase, float], tuple[PimPhase, float]]] = {}
+        self._phases: dict[tuple, tuple[tuple[PimPhase, float], ...]] = {}
         self._prices = {n: d.energy_per_action_j() for n, d in machine.devices.items()}
 
     def __call__(self, device: str, op: Op) -> tuple[OpCost, float]:
@@ -152,14 +152,12 @@ class _Costs:
         """Energy of a cost computed outside ``__call__`` (per-request PIM phases)."""
         return action_energy_j(cost.actions, self._prices[device])
 
-    def pim_phases(
-        self, device: str, layer: _Layer
-    ) -> tuple[tuple[PimPhase, float], tuple[PimPhase, float]]:
-        """The score and context phases of a layer's attention on a per-request-channel PIM."""
+    def pim_phases(self, device: str, layer: _Layer) -> tuple[tuple[PimPhase, float], ...]:
+        """The phases of a layer's attention on a per-request-channel PIM, with energies."""
         assert layer.channels is not None
         key = (device, tuple(layer.contexts), tuple(layer.channels))
         if key not in self._phases:
-            qk, sv = self.machine.devices[device].attention_phases(
+            phases = self.machine.devices[device].attention_phases(
                 layer.contexts,
                 layer.channels,
                 heads_q=layer.heads,
@@ -167,10 +165,7 @@ class _Costs:
                 head_dim=layer.head_dim,
                 dtype=layer.dtype,
             )
-            self._phases[key] = (
-                (qk, self.price_j(device, qk.cost)),
-                (sv, self.price_j(device, sv.cost)),
-            )
+            self._phases[key] = tuple((p, self.price_j(device, p.cost)) for p in phases)
         return self._phases[key]
 
 
@@ -408,14 +403,18 @@ def simulate_decode_step(
     def split_attention(layer: _Layer):
         requests = len(layer.contexts)
         if layer.channels is not None:
-            # score GEMVs in every channel, the scores to the host's vector unit for the softmax
-            # (beside its arrays, so it does not wait for their GEMMs), then context GEMVs
-            (qk, qk_energy), (sv, sv_energy) = costs.pim_phases(plan.attention, layer)
+            # the scores go to the host's vector unit for the softmax (beside its arrays, so it
+            # does not wait for their GEMMs): between the phases in blocked mode, hidden behind
+            # the next heads' GEMVs with dual row buffers (a single phase)
+            phases = costs.pim_phases(plan.attention, layer)
             softmax_cost, softmax_energy = costs(plan.compute, layer.softmax_op())
-            yield from run_cost(plan.attention, qk.cost, qk_energy, qk.column_bus_share)
             energy[0] += softmax_energy
-            yield env.timeout(softmax_cost.latency_s)
-            yield from run_cost(plan.attention, sv.cost, sv_energy, sv.column_bus_share)
+            for i, (phase, phase_energy) in enumerate(phases):
+                if i:
+                    yield env.timeout(softmax_cost.latency_s)
+                yield from run_cost(
+                    plan.attention, phase.cost, phase_energy, phase.column_bus_share
+                )
             return
         mean = _mean_context(layer.contexts, context_bucket)
         yield from run(plan.attention, layer.attention_op(requests, mean))
