@@ -21,6 +21,7 @@ the same terms, and :func:`validate_plan` checks dependencies, capacity and over
 from __future__ import annotations
 
 import itertools
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Literal
@@ -325,17 +326,41 @@ def plan_traffic(problem: MemoryProblem, allocations: tuple[Allocation, ...]) ->
     return Traffic(compulsory_bytes=compulsory, reload_bytes=reload, spill_bytes=spill)
 
 
+def _cheapest_cover(items: list[tuple[int, int, str]], excess: int) -> float:
+    """Least traffic of evicting whole tensors ``(traffic per byte, bytes, name)`` totalling at
+    least ``excess`` bytes: exact over subsets for a few tensors, the fractional relaxation (a
+    lower bound of it) for many."""
+    if excess <= 0:
+        return 0.0
+    if len(items) <= 12:
+        best = math.inf
+        for mask in range(1, 1 << len(items)):
+            chosen = [items[i] for i in range(len(items)) if mask >> i & 1]
+            if sum(size for _, size, _ in chosen) >= excess:
+                best = min(best, sum(per * size for per, size, _ in chosen))
+        return best
+    cost = 0.0
+    for per_byte, size, _ in sorted(items):
+        take = min(size, excess)
+        cost += per_byte * take
+        excess -= take
+        if excess <= 0:
+            break
+    return cost
+
+
 def lower_bound_bytes(problem: MemoryProblem) -> float:
     """Non-compulsory bytes that no schedule, allocation or replacement can avoid.
 
     A tensor is live across op ``v`` in every topological order when it was made (or, for a
     weight or input, first used) by an ancestor of ``v`` and is read by a descendant of ``v``,
     and ``v`` itself does not use it. If those tensors and ``v``'s own working set exceed the
-    scratchpad, the excess must be off-chip while ``v`` runs: each such byte is reloaded later,
-    and an evicted intermediate was also spilled (2 bytes of traffic per byte; a weight, an input
-    or a graph output 1). The cheapest fractional cover of the excess bounds the traffic at ``v``;
-    the bound is the largest over all ops (one eviction can serve several ops, so they do not
-    add). It proves a plan optimal when the plan meets it.
+    scratchpad, tensors among them totalling the excess must be off-chip while ``v`` runs: each
+    is reloaded later, and an evicted intermediate was also spilled (2 bytes of traffic per byte;
+    a weight, an input or a graph output 1). The cheapest such set bounds the traffic at ``v``.
+    Ops whose sets of candidate tensors are disjoint are paid by different tensors, so their
+    bounds add: the bound sums them over ops picked greedily, costliest first, with disjoint
+    candidate sets. It proves a plan optimal when the plan meets it.
     """
     ancestors: dict[str, set[str]] = {}
     for op in problem.ops:  # topological
@@ -348,11 +373,11 @@ def lower_bound_bytes(problem: MemoryProblem) -> float:
     for op, above in ancestors.items():
         for a in above:
             descendants[a].add(op)
-    best = 0.0
+    events: list[tuple[float, frozenset[str]]] = []
     for op in problem.ops:
         used = set(problem.op_tensors[op])
         before, after = ancestors[op], descendants[op]
-        across: list[tuple[int, int]] = []  # (traffic per byte, bytes)
+        across: list[tuple[int, int, str]] = []  # (traffic per byte, bytes, tensor)
         for t in problem.tensors.values():
             if t.name in used or not any(c in after for c in t.consumers):
                 continue
@@ -362,18 +387,18 @@ def lower_bound_bytes(problem: MemoryProblem) -> float:
             elif not any(c in before for c in t.consumers):
                 continue
             per_byte = 2 if t.role == "intermediate" and not t.is_output else 1
-            across.append((per_byte, t.size_bytes))
-        excess = problem.working_set_bytes(op) + sum(b for _, b in across)
+            across.append((per_byte, t.size_bytes, t.name))
+        excess = problem.working_set_bytes(op) + sum(b for _, b, _ in across)
         excess -= problem.capacity_bytes
-        cost = 0.0
-        for per_byte, size in sorted(across):
-            if excess <= 0:
-                break
-            take = min(size, excess)
-            cost += per_byte * take
-            excess -= take
-        best = max(best, cost)
-    return best
+        if excess > 0:
+            events.append((_cheapest_cover(across, excess), frozenset(n for _, _, n in across)))
+    total = 0.0
+    taken: set[str] = set()
+    for cost, names in sorted(events, key=lambda e: -e[0]):
+        if not names & taken:
+            total += cost
+            taken |= names
+    return total
 
 
 class PlanError(ArchsimError):
