@@ -20,8 +20,10 @@ Formulation (after Li et al., "COSMA", 2023, Section 4; written here from the pr
 Objective: bytes loaded plus bytes spilled; the first load of a weight or input is a constant of
 it. The solver gets the heuristic plan as warm start, a time limit and a relative gap. Graphs
 with more ops than ``max_ilp_ops`` are cut into windows of at most that many ops at the cut
-points crossed by the fewest live bytes; each window is one MILP that inherits the previous
-window's residents (with their addresses) and hands on its own (divide and conquer).
+points crossed by the fewest live bytes (after an order search that fixes which ops share a
+window); each window is one MILP that inherits the previous window's residents (with their
+addresses) and hands on its own, in two passes with staggered cuts (divide and conquer). A lower
+bound on unavoidable traffic proves plans optimal and stops the search early.
 """
 
 from __future__ import annotations
@@ -399,10 +401,18 @@ def _set_warm_start(warm, window, first_step, x, r, load, spill, span) -> None:
         var.setInitialValue(1 if name in reloaded else 0)
 
 
-def _windows(problem: MemoryProblem, order: list[str], max_ops: int) -> list[list[str]]:
+def _cut_positions(windows: list[list[str]]) -> set[int]:
+    """Positions in the order where ``windows`` are cut."""
+    return set(itertools.accumulate(len(w) for w in windows[:-1]))
+
+
+def _windows(
+    problem: MemoryProblem, order: list[str], max_ops: int, avoid: set[int] | None = None
+) -> list[list[str]]:
     """Cut ``order`` into windows of at most ``max_ops`` ops so that the live bytes crossing all
     cuts together are fewest (dynamic programming over cut positions, not one cut at a time):
-    what crosses a cut is planned by one window without seeing the next."""
+    what crosses a cut is planned by one window without seeing the next. Positions in ``avoid``
+    are not cut (a second pass cuts elsewhere)."""
     n = len(order)
     if n <= max_ops:
         return [order]
@@ -422,11 +432,13 @@ def _windows(problem: MemoryProblem, order: list[str], max_ops: int) -> list[lis
     back = [0] * (n + 1)
     for end in range(1, n + 1):
         for start in range(max(0, end - max_ops), end):
-            if cost[start][0] == math.inf:
+            if cost[start][0] == math.inf or (avoid and start in avoid):
                 continue
             candidate = (cost[start][0] + (crossing[start] if start else 0), cost[start][1] + 1)
             if candidate < cost[end]:
                 cost[end], back[end] = candidate, start
+    if cost[n][0] == math.inf:  # every way of cutting meets an avoided position
+        return _windows(problem, order, max_ops)
     cuts = [n]
     while cuts[-1] > 0:
         cuts.append(back[cuts[-1]])
@@ -459,8 +471,9 @@ def cosma_plan(
        live bytes cross the cuts (dynamic programming over all cuts);
     3. conquer: each window is one MILP that reorders its own ops, allocates and replaces, and
        inherits the scratchpad as the previous window left it (residents with their addresses,
-       what was already spilled); the result is the better of the stitched MILP plan and the
-       searched order's heuristic plan.
+       what was already spilled); a second pass cuts inside the first pass's windows (what one
+       window could not see across its cut, another sees whole); the result is the best of the
+       stitched MILP plans and the searched order's heuristic plan.
 
     A plan that meets :func:`~archsim.mappers.memory_plan.lower_bound_bytes` is returned as
     optimal at once, without (further) MILPs.
@@ -521,15 +534,9 @@ def cosma_plan(
                 break
     windows = _windows(problem, order, max_ilp_ops)
     method = "ilp" if len(windows) == 1 else "divide_conquer"
+    solved = variables = constraints = 0
 
-    def finish(
-        plan: MemoryPlan,
-        status: str,
-        gap: float,
-        variables: int,
-        constraints: int,
-        solved: int = len(windows),
-    ) -> MemoryPlan:
+    def finish(plan: MemoryPlan, status: str, gap: float) -> MemoryPlan:
         stats = SolverStats(
             method=method,
             solver=solver_name(),
@@ -546,7 +553,67 @@ def cosma_plan(
 
     if proven(warm):
         # the heuristic plan meets the lower bound: optimal, no MILP needed
-        return finish(warm, "optimal", 0.0, 0, 0, solved=0)
+        return finish(warm, "optimal", 0.0)
+    passes = [windows]
+    if len(windows) > 1:
+        # a second pass whose cuts fall inside the first pass's windows, so that what one
+        # window could not see across its cut, another window sees whole
+        shifted = _windows(problem, order, max_ilp_ops, avoid=_cut_positions(windows))
+        if shifted != windows:
+            passes.append(shifted)
+    best: _Conquered | None = None
+    failure = ""
+    for cuts in passes:
+        conquered = _conquer(
+            problem, cuts, warm if len(cuts) == 1 else None, time_limit_s, gap_rel, max_nodes
+        )
+        solved += len(cuts)
+        if isinstance(conquered, str):
+            logger.info("cosma: %s", conquered)
+            failure = conquered
+            continue
+        variables += conquered.variables
+        constraints += conquered.constraints
+        if best is None or (
+            conquered.plan.traffic.non_compulsory_bytes < best.plan.traffic.non_compulsory_bytes
+        ):
+            best = conquered
+        if proven(best.plan):
+            break
+    if best is None:
+        if warm is not None:
+            return finish(warm, "warm_start", math.nan)
+        return failure
+    status = "optimal" if proven(best.plan) else best.status
+    gap = 0.0 if proven(best.plan) else best.gap_rel
+    if (
+        warm is not None
+        and warm.traffic.non_compulsory_bytes < best.plan.traffic.non_compulsory_bytes
+    ):
+        # the MILP did not improve on its start (a node or time limit, or window cuts that the
+        # heuristic's whole-graph view handles better): keep the start, say so
+        return finish(warm, "warm_start", gap)
+    return finish(best.plan, status, gap)
+
+
+@dataclass
+class _Conquered:
+    plan: MemoryPlan
+    status: str
+    gap_rel: float
+    variables: int
+    constraints: int
+
+
+def _conquer(
+    problem: MemoryProblem,
+    windows: list[list[str]],
+    warm: MemoryPlan | None,
+    time_limit_s: float,
+    gap_rel: float,
+    max_nodes: int | None,
+) -> _Conquered | str:
+    """Solve ``windows`` one after another, each inheriting the scratchpad the previous left."""
     state = _State()
     steps: list[str] = []
     allocations: list[Allocation] = []
@@ -558,20 +625,9 @@ def cosma_plan(
         done |= set(window)
         later = set(problem.ops) - done
         result = _solve_window(
-            problem,
-            window,
-            len(steps),
-            later,
-            state,
-            warm if len(windows) == 1 else None,
-            time_limit_s,
-            gap_rel,
-            max_nodes,
+            problem, window, len(steps), later, state, warm, time_limit_s, gap_rel, max_nodes
         )
         if isinstance(result, str):
-            logger.info("cosma: %s; keeping the heuristic plan", result)
-            if warm is not None:
-                return finish(warm, "warm_start", math.nan, variables, constraints)
             return result
         steps += result.order
         allocations += result.allocations
@@ -579,16 +635,10 @@ def cosma_plan(
         gaps.append(result.gap_rel)
         variables += result.variables
         constraints += result.constraints
-    status = "optimal" if all(s == "optimal" for s in statuses) else "time_limit"
-    gap = math.nan if any(math.isnan(g) for g in gaps) else max(gaps, default=math.nan)
     legal = _legalize(allocations, problem.capacity_bytes)
     if legal is None:
-        if warm is not None:
-            return finish(warm, "warm_start", math.nan, variables, constraints)
         return "MILP offsets do not fit after rounding"
-    plan = make_plan(problem, tuple(steps), legal, SolverStats(method, "", status, 0.0))
-    if warm is not None and warm.traffic.non_compulsory_bytes < plan.traffic.non_compulsory_bytes:
-        # the MILP did not improve on its start (a node or time limit, or window cuts that the
-        # heuristic's whole-graph view handles better): keep the start, say so
-        return finish(warm, "warm_start", gap, variables, constraints)
-    return finish(plan, status, gap, variables, constraints)
+    status = "optimal" if all(s == "optimal" for s in statuses) else "time_limit"
+    gap = math.nan if any(math.isnan(g) for g in gaps) else max(gaps, default=math.nan)
+    plan = make_plan(problem, tuple(steps), legal, SolverStats("divide_conquer", "", status, 0.0))
+    return _Conquered(plan, status, gap, variables, constraints)

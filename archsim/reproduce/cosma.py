@@ -13,7 +13,8 @@ graphs (PNASNet-5, AmoebaNet-D, NASNet-A, DARTS). Here the baselines are the sam
 m_p_mib column) with first-fit allocation and LRU or Belady eviction, the reduction is taken
 against the best of the four on each graph, and the graphs are ResNet-50 and MobileNetV2 (two of
 the paper's ten; MILP windows of at most 8 ops) and two NASNet-A-like normal cells at 64 channels, 28x28 (divide and
-conquer: order search, then MILP windows). All traffic numbers come out of archsim's planners.
+conquer: order search, then two passes of MILP windows, the second cut inside the first's
+windows). All traffic numbers come out of archsim's planners.
 """
 
 from __future__ import annotations
