@@ -506,7 +506,9 @@ def cosma_plan(
     heuristic = best_heuristic_plan(problem, problem.ops)
     warm = heuristic if isinstance(heuristic, MemoryPlan) else None
     if warm is not None and warm.traffic.non_compulsory_bytes == 0:
-        return warm  # nothing to improve: no schedule moves fewer than the compulsory bytes
+        # nothing to improve: no schedule moves fewer than the compulsory bytes
+        done = dataclasses.replace(warm.stats, status="optimal", gap_rel=0.0)
+        return dataclasses.replace(warm, stats=done)
     bound = lower_bound_bytes(problem)
 
     def proven(plan: MemoryPlan | None) -> bool:
