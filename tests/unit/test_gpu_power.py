@@ -20,7 +20,16 @@ from archsim.errors import ConfigError
 from archsim.hw.gpu import GpuDevice, GpuMapping
 from archsim.ir.ops import Elementwise, Op, gemm
 from archsim.ir.tensor import DType, Tensor
-from archsim.reproduce.flightllm import CONTEXT_TOKENS, decode_ops
+from archsim.reproduce.flightllm import (
+    CONTEXT_TOKENS,
+    HF_EAGER_LAUNCHES,
+    HF_STEP_LAUNCHES_AFTER,
+    HF_STEP_LAUNCHES_BEFORE,
+    decode_ops,
+    hf_eager_ops,
+    run_eager,
+    run_ops,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data" / "h100_power"
@@ -175,3 +184,53 @@ def test_v100s_decode_runs_the_board_hot() -> None:
     v100s = GpuDevice(load_machine(ROOT / "hwconfigs" / "v100s.yaml").config.devices[0])
     power_w = predicted_power_w(v100s, decode_ops(CONTEXT_TOKENS), GpuMapping())
     assert 0.5 * v100s.config.tdp_w < power_w < v100s.config.tdp_w
+
+
+# ---- V100S running HuggingFace's eager LLaMA (FlightLLM's GPU-naive baseline) ------------------
+
+
+@pytest.fixture(scope="module")
+def v100s() -> GpuDevice:
+    return _gpu(_raw("v100s"))
+
+
+def test_hf_kv_cache_cat_copies_the_whole_cache() -> None:
+    # torch.cat([past, new]) reads the past cache and writes it out again, for K and V of every block
+    ops = decode_ops(CONTEXT_TOKENS)
+    layers, kv_dim, fp16_bytes = 32, 4096, 2  # LLaMA2-7B: 32 blocks, 32 KV heads x 128
+    extra = sum(op.bytes() for op in hf_eager_ops(ops)) - sum(op.bytes() for op in ops)
+    assert extra == pytest.approx(layers * 2 * 2 * CONTEXT_TOKENS * kv_dim * fp16_bytes)
+
+
+def test_hf_eager_decode_is_host_bound(v100s: GpuDevice) -> None:
+    ops = hf_eager_ops(decode_ops(CONTEXT_TOKENS))
+    eager_s, eager_j = run_eager(v100s, ops)
+    fused_s, fused_j = run_ops(v100s, decode_ops(CONTEXT_TOKENS))
+    launches = HF_STEP_LAUNCHES_BEFORE + HF_STEP_LAUNCHES_AFTER
+    launches += sum(HF_EAGER_LAUNCHES[op.name.rsplit(".", 1)[-1]] for op in ops)
+    host_s = launches * (v100s.host_launch_s + v100s.host_alloc_s)
+    # the step takes at least the host's issue time, which exceeds the fused GPU step
+    assert eager_s >= host_s > fused_s
+    # the GPU waits on the host: mean power falls between idle and the fused step's
+    assert v100s.static_power_w() < eager_j / eager_s < fused_j / fused_s
+
+
+def test_eager_without_host_time_is_gpu_bound(v100s: GpuDevice) -> None:
+    raw = _raw("v100s")
+    raw["devices"][0].update({"host_launch": "0 us", "host_alloc": "0 us", "host_sync": "0 us"})
+    instant_host = _gpu(raw)
+    ops = hf_eager_ops(decode_ops(CONTEXT_TOKENS, layers=2))
+    eager_s, _ = run_eager(instant_host, ops)
+    # every kernel after the first is queued behind its predecessor: no launch gaps remain
+    queued_s = instant_host.cost(ops[0]).latency_s + sum(
+        instant_host.cost(op, GpuMapping(queued=True)).latency_s for op in ops[1:]
+    )
+    assert eager_s == pytest.approx(queued_s)
+    # and the same ops launched one at a time take no less
+    assert eager_s <= run_ops(instant_host, ops)[0]
+
+
+def test_eager_rejects_ops_without_a_launch_count(v100s: GpuDevice) -> None:
+    x = Tensor("x", (1, 4096), DType.FP16)
+    with pytest.raises(KeyError, match="no HuggingFace launch count for op 'mystery'"):
+        run_eager(v100s, [Elementwise("mystery", "add", (x, x), x)])
