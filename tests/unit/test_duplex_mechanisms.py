@@ -18,6 +18,7 @@ from archsim.hw.memory.timing import timing_params
 from archsim.hw.pim_logic import streaming_efficiency
 from archsim.ir.tensor import DType
 from archsim.kernels import dram_timing as k
+from archsim.reproduce import duplex as duplex_repro
 from archsim.reproduce.duplex import GLAM
 from archsim.sim.system import SystemPlan, _Layer, simulate_decode_step, steady_state_serving
 from archsim.workloads.models.presets import get_model
@@ -167,3 +168,80 @@ def test_steady_state_prefill_dilutes_decode_throughput():
     assert long_prompts.energy_per_token_j > short_prompts.energy_per_token_j
     with pytest.raises(ArchsimError, match="must be positive"):
         serve(0, 16)
+
+
+def test_xpu_is_priced_as_the_h100():
+    # the xPU is the H100: the measured activity power, idle power and per-action prices of the
+    # baseline apply to it unchanged, so the energy comparison differs only where the hardware does
+    xpu = _machine("duplex").devices["xpu"]
+    h100 = _machine("h100").devices["h100"]
+    assert xpu.config.power == h100.config.power
+    assert xpu.config.power.sm_active_w > 0.0
+    assert xpu.energy_per_action_j() == h100.energy_per_action_j()
+    assert xpu.static_power_w() == h100.static_power_w()
+
+
+def _serve(raw: dict, plan: SystemPlan, batch: int = 32, length: int = 1024, **kw):
+    return steady_state_serving(
+        duplex_repro._from_raw(raw),
+        MIXTRAL,
+        plan,
+        batch=batch,
+        input_len=length,
+        output_len=length,
+        tensor_parallel=4,
+        **kw,
+    )
+
+
+def test_paper_pricing_keeps_dram_and_arithmetic_only():
+    raw = duplex_repro._raw("h100")
+    plan = SystemPlan("h100", "h100")
+    board = _serve(raw, plan, expert_parallel=4)
+    paper = _serve(duplex_repro.dram_and_arithmetic(raw), plan, expert_parallel=4)
+    counted = _serve(duplex_repro.dram_byte_counter(raw, "h100"), plan, expert_parallel=4)
+    # the same runs: only the prices change
+    assert paper.tokens_per_s == board.tokens_per_s
+    assert 0.0 < paper.energy_per_token_j < board.energy_per_token_j
+    # what is left is the DRAM bytes at the HBM price plus the MACs: no idle, L2 or SM power
+    hbm_j = _machine("h100").devices["h100"].config.hbm.read_energy_per_byte_j
+    dram_j = counted.energy_per_token_j * hbm_j
+    assert dram_j < paper.energy_per_token_j < 1.5 * dram_j
+
+
+def test_experts_on_logic_pim_save_dram_energy():
+    # at batch 32 a Mixtral expert's Op/B is low: read on Logic-PIM, its weights skip the xPU's
+    # global I/O wires and interposer, so the step costs less DRAM energy
+    raw = duplex_repro.dram_and_arithmetic(duplex_repro._raw("duplex"))
+    on_xpu = _serve(raw, SystemPlan("xpu", "logic_pim"), expert_parallel=4)
+    on_pim = _serve(
+        raw, SystemPlan("xpu", "logic_pim", experts_on_attention=True), expert_parallel=4
+    )
+    assert on_pim.energy_per_token_j < 0.8 * on_xpu.energy_per_token_j
+    # a Logic-PIM byte is cheaper than a full HBM access, yet not free
+    pim = _machine("duplex").devices["logic_pim"].config.dram.read_energy_per_byte_j
+    hbm = _machine("h100").devices["h100"].config.hbm.read_energy_per_byte_j
+    assert 0.3 * hbm < pim < hbm
+
+
+def test_logic_pim_moves_bytes_it_does_not_add_them():
+    # Duplex splits the GPU's DRAM traffic between its two processors, Logic-PIM reading most of
+    # it; the total per token is the GPU's
+    for model in duplex_repro.MODELS:
+        gpu = duplex_repro.dram_bytes_per_token("gpu", model, 64, 512)
+        duplex = duplex_repro.dram_bytes_per_token("duplex_pe_t", model, 64, 512)
+        assert set(duplex) == {"xpu", "logic_pim"}
+        assert sum(duplex.values()) == pytest.approx(gpu["h100"], rel=0.02)
+        assert duplex["logic_pim"] > duplex["xpu"]
+
+
+def test_mixtral_leans_on_the_xpu_as_the_batch_grows():
+    # [Duplex] Sec. 7.4: with 8 experts, a batch of 128 gives each Mixtral expert 32 tokens, so
+    # co-processing sends more experts to the xPU; GLaM's 64 experts stay on Logic-PIM and its
+    # xPU weights are shared by more tokens
+    def xpu_share(model: str, batch: int) -> float:
+        moved = duplex_repro.dram_bytes_per_token("duplex_pe_t", model, batch, 1024)
+        return moved["xpu"] / sum(moved.values())
+
+    assert xpu_share("mixtral-8x7b", 128) > 1.3 * xpu_share("mixtral-8x7b", 32)
+    assert xpu_share("glam-143b", 128) < xpu_share("glam-143b", 32)

@@ -51,6 +51,7 @@ def test_neupims_beats_every_baseline(neupims):
     [
         "throughput_over_gpu_max",
         "throughput_no_coprocessing_over_gpu_max",
+        "energy_reduction_mixtral_max",
         "energy_reduction_glam_max",
     ],
 )
@@ -60,10 +61,8 @@ def test_duplex_within_tolerance(duplex, metric):
     assert abs(m.archsim - m.paper) <= TOLERANCE * m.paper, (metric, m.archsim, m.paper)
 
 
-def test_duplex_mixtral_energy_saving_overshoots(duplex):
-    # Known miss (reports/reproductions/duplex.md, Gaps): Logic-PIM's read energy and both
-    # systems' static power are assumptions; the saving comes out above the paper's 33.28%,
-    # and must stay a saving below GLaM's (fewer experts, more of them on the xPU).
-    m = duplex.metrics["energy_reduction_mixtral_max"]
-    assert m.archsim > m.paper * (1 + TOLERANCE)
-    assert m.archsim <= duplex.metrics["energy_reduction_glam_max"].archsim
+def test_duplex_mixtral_saves_less_energy_than_glam(duplex):
+    # the paper's order (Sec. 7.4): Mixtral's few experts see more tokens each, so more of
+    # them go to the xPU and its full-price DRAM reads
+    mixtral = duplex.metrics["energy_reduction_mixtral_max"].archsim
+    assert 0.0 < mixtral < duplex.metrics["energy_reduction_glam_max"].archsim
