@@ -1,8 +1,11 @@
 """NeuPIMs (Heo et al., ASPLOS 2024): throughput of NPU + dual-row-buffer PIM with sub-batch
-interleaving, against NPU-only, naive (blocked) NPU+PIM and GPU-only, from archsim's models."""
+interleaving, against NPU-only, naive (blocked) NPU+PIM and GPU-only, from archsim's models, over
+the paper's evaluation grid (GPT-3 7B to 175B, Alpaca and ShareGPT, batches 64 to 512)."""
 
 from __future__ import annotations
 
+import dataclasses
+import statistics
 from collections.abc import Sequence
 
 import pandas as pd
@@ -11,54 +14,75 @@ from archsim.config import load_machine
 from archsim.hw.machine import Machine
 from archsim.report.document import Document, Heading, Paragraph, Table
 from archsim.reproduce.base import Metric, Reproduction, metrics_table, register_reproduction
+from archsim.reproduce.neupims_traces import TRACES
 from archsim.shipped import resolve
-from archsim.sim.system import SystemPlan, simulate_decode_step
+from archsim.sim.system import SystemPlan, decode_layer_ops, simulate_decode_step
+from archsim.validate.predict import predict_ops
 from archsim.workloads.models.presets import ModelArchitecture
 
-# GPT-3 7B as NeuPIMs' repository configures it (configs/model_configs/gpt3-7B.json: 32 heads,
-# d_model 4096, vocabulary 50304, n_tp 4); 32 layers and a 4x GELU FFN from Brown et al. 2020
-GPT3_7B = ModelArchitecture(
-    name="gpt3-7b",
-    d_model=4096,
-    layers=32,
-    heads=32,
-    kv_heads=32,
-    head_dim=128,
-    d_ff=16384,
-    vocab=50304,
-    norm="layernorm",
-    activation="gelu",
-)
-TENSOR_PARALLEL = 4  # NeuPIMs repository gpt3-7B.json n_tp
-# KV-cache lengths of the 512 requests of the repository's default run (brun.sh cli_config:
-# request-traces/clb/share-gpt2-bs512-ms7B-tp4-clb-0.csv, column seq_len, in file order):
-# ShareGPT conversations for GPT-3 7B at tensor parallel 4, batch 512
-_SHAREGPT_BS512 = """
-2048 2048 1004 942 861 1548 847 824 849 754 744 729 724 743 712 777 661 651 643 637 633 765 634
-628 2048 626 966 596 585 573 568 622 565 559 545 541 2048 566 543 543 539 532 610 554 526 509
-572 522 497 493 489 489 479 556 508 479 557 553 474 451 447 441 436 436 953 789 438 426 424 516
-465 443 429 428 427 2048 866 533 466 408 409 401 400 392 402 397 395 386 383 502 426 376 372 371
-422 402 373 370 421 395 373 366 360 358 1185 416 384 355 355 354 472 360 545 350 339 332 329 322
-321 363 340 326 324 313 354 340 337 324 303 388 362 317 302 300 299 299 2048 305 295 291 289 283
-283 282 1838 485 320 308 290 289 288 280 277 274 273 1046 327 302 280 269 268 267 264 540 524
-410 346 339 275 267 265 265 260 259 257 878 429 285 246 245 245 243 241 725 321 284 255 247 246
-240 238 235 353 249 248 240 236 231 230 226 221 2048 1001 343 288 239 237 235 225 224 221 217
-217 217 215 215 214 2048 550 547 293 243 234 231 221 221 219 216 213 212 211 208 203 203 379 361
-228 220 216 213 207 206 203 203 203 201 201 196 191 248 225 224 209 209 205 198 193 193 192 190
-188 188 186 186 185 185 538 346 207 199 192 190 182 181 172 267 186 183 180 178 177 174 172 171
-169 167 555 373 248 196 181 178 172 166 165 161 159 157 155 155 154 152 151 198 197 193 192 176
-161 160 160 157 148 146 141 258 172 157 151 143 139 139 138 137 133 263 249 221 155 150 147 136
-136 133 131 131 129 126 184 160 147 133 129 127 127 126 122 121 120 117 116 114 113 111 375 354
-312 232 122 121 118 117 117 115 113 113 111 111 109 108 106 104 266 199 175 119 108 103 102 101
-101 100 99 98 97 96 94 91 277 228 212 156 102 99 99 95 94 93 93 92 92 89 84 82 228 167 119 103
-96 96 84 84 74 73 72 71 1239 135 133 73 69 69 66 63 301 202 185 155 90 76 75 70 65 63 63 59 52
-51 227 146 74 73 70 60 58 58 57 54 51 50 50 49 45 44 1009 125 117 80 75 53 43 40 40 37 34 453
-105 76 63 44 44 41 33 32 28 25 24 21 568 258 103 95 74 58 41 36 31 30 27 21 19 18 18 14 127 74
-48 37 34 33 32 27 22 22 21 15 15 12 7 6 6 1
-"""
-SHAREGPT_CONTEXTS = tuple(int(x) for x in _SHAREGPT_BS512.split())
-BATCH = len(SHAREGPT_CONTEXTS)
+
+def _gpt3(name: str, d_model: int, layers: int, heads: int) -> ModelArchitecture:
+    # GPT-3's block (Brown et al. 2020, Sec. 2.1 and Table 2.1): LayerNorm, dense attention with
+    # 128-wide heads, a 4 x d_model GELU FFN; vocabulary 50304 as NeuPIMs' model configs pad it
+    return ModelArchitecture(
+        name=name,
+        d_model=d_model,
+        layers=layers,
+        heads=heads,
+        kv_heads=heads,
+        head_dim=d_model // heads,
+        d_ff=4 * d_model,
+        vocab=50304,
+        norm="layernorm",
+        activation="gelu",
+    )
+
+
+# widths and heads as NeuPIMs' repository configures them (configs/model_configs/gpt3-*.json:
+# model_n_embd, model_n_head); layers from Brown et al. 2020 Table 2.1 (6.7B: 32, 13B: 40,
+# 175B: 96) and, for the 30B model GPT-3 does not list, from OPT-30B (Zhang et al. 2022, Table 1:
+# 48 layers of the same 7168 width and 56 heads)
+GPT3_7B = _gpt3("gpt3-7b", 4096, 32, 32)
+GPT3_13B = _gpt3("gpt3-13b", 5120, 40, 40)
+GPT3_30B = _gpt3("gpt3-30b", 7168, 48, 56)
+GPT3_175B = _gpt3("gpt3-175b", 12288, 96, 96)
+
+
+@dataclasses.dataclass(frozen=True)
+class GridModel:
+    """One model of the grid and how NeuPIMs' repository parallelises it (n_tp, n_pp)."""
+
+    arch: ModelArchitecture
+    tensor_parallel: int
+    pipeline_parallel: int
+
+    @property
+    def stage(self) -> ModelArchitecture:
+        """The layers one device holds: its pipeline stage (ratios between systems do not depend
+        on the stage depth, and one device's tokens/s is what each system is compared by)."""
+        return dataclasses.replace(self.arch, layers=self.arch.layers // self.pipeline_parallel)
+
+
+# [repo] configs/model_configs/gpt3-{7B,13B,30B,175B}.json: n_tp 4/4/4/8, n_pp 1/1/2/4
+MODELS = {
+    "gpt3-7b": GridModel(GPT3_7B, 4, 1),
+    "gpt3-13b": GridModel(GPT3_13B, 4, 1),
+    "gpt3-30b": GridModel(GPT3_30B, 4, 2),
+    "gpt3-175b": GridModel(GPT3_175B, 8, 4),
+}
+DATASETS = ("alpaca", "sharegpt")
+BATCHES = (64, 128, 256, 512)
+# [repo] README "Baselines": sub-batch interleaving is enabled only when batch size >= 256
+SUB_BATCH_MIN = 256
+SYSTEMS = ("neupims", "naive_npu_pim", "npu_only", "gpu_only")
+MACHINES = {
+    "neupims": "neupims",
+    "naive_npu_pim": "neupims_naive",
+    "npu_only": "neupims_npu_only",
+    "gpu_only": "neupims_gpu_a100_40gb",
+}
 TOLERANCE = 0.15
+# the paper's headline gains (abstract; Sec. 8.2 gives them as averages over the grid)
 PAPER = {"over_npu_only": 2.4, "over_naive_npu_pim": 1.6, "over_gpu_only": 3.0}
 
 
@@ -66,51 +90,146 @@ def _machine(name: str) -> Machine:
     return Machine.from_config(load_machine(resolve(name, "archsim.hwconfigs")).config)
 
 
-def systems_tokens_per_s(contexts: Sequence[int] = SHAREGPT_CONTEXTS) -> dict[str, float]:
-    """Modelled decode throughput (tokens/s per device) of the four systems."""
+def load_machines() -> dict[str, Machine]:
+    """The four systems' machines, by system name."""
+    return {system: _machine(name) for system, name in MACHINES.items()}
+
+
+def gpu_eager_step_s(
+    machine: Machine, arch: ModelArchitecture, contexts: Sequence[int], tensor_parallel: int
+) -> float:
+    """One decode step on the GPU as eager PyTorch runs it: the host issues each kernel (launch
+    plus output allocation) while the GPU runs the ones before, archsim validate's launch-queue
+    model with the machine's host figures; a kernel waits for the host when the host falls
+    behind, and is queued behind its predecessor when the host is ahead."""
+    device = machine.devices["a100"]
+    layer = decode_layer_ops(arch, contexts, tensor_parallel=tensor_parallel)
+    latency = predict_ops(layer * arch.layers, device, eager_multi_kernel=True).latency_s
+    assert latency is not None
+    return latency
+
+
+def point_tokens_per_s(
+    machines: dict[str, Machine], model: GridModel, contexts: Sequence[int]
+) -> dict[str, float]:
+    """Decode throughput (tokens/s per device) of the four systems at one grid point, plus the
+    GPU's kernels alone (``gpu_kernels``: each op with its launch, no host) for comparison."""
     contexts = [int(c) for c in contexts]
-    runs = {
-        "neupims": ("neupims", SystemPlan("npu", "pim", sub_batches=2)),
-        "naive_npu_pim": ("neupims_naive", SystemPlan("npu", "pim")),
-        "npu_only": ("neupims_npu_only", SystemPlan("npu", "npu")),
-        "gpu_only": ("neupims_gpu_a100_40gb", SystemPlan("a100", "a100")),
+    arch, tp = model.stage, model.tensor_parallel
+    interleave = 2 if len(contexts) >= SUB_BATCH_MIN else 1
+    plans = {
+        "neupims": SystemPlan("npu", "pim", sub_batches=interleave),
+        "naive_npu_pim": SystemPlan("npu", "pim"),
+        "npu_only": SystemPlan("npu", "npu"),
     }
-    out = {}
-    for label, (machine_name, plan) in runs.items():
-        step = simulate_decode_step(
-            _machine(machine_name), GPT3_7B, contexts, plan, tensor_parallel=TENSOR_PARALLEL
-        )
-        out[label] = step.tokens_per_s
+    out = {
+        system: simulate_decode_step(
+            machines[system], arch, contexts, plan, tensor_parallel=tp
+        ).tokens_per_s
+        for system, plan in plans.items()
+    }
+    gpu = machines["gpu_only"]
+    out["gpu_only"] = len(contexts) / gpu_eager_step_s(gpu, arch, contexts, tp)
+    out["gpu_kernels"] = simulate_decode_step(
+        gpu, arch, contexts, SystemPlan("a100", "a100"), tensor_parallel=tp
+    ).tokens_per_s
     return out
+
+
+def npu_attention_share(machine: Machine, model: GridModel, contexts: Sequence[int]) -> float:
+    """Share of the NPU-only step spent in decode attention: the most that moving attention off
+    the NPU could save, so NeuPIMs' gain over NPU-only is at most 1 / (1 - share)."""
+    ops = decode_layer_ops(model.stage, contexts, tensor_parallel=model.tensor_parallel)
+    npu = machine.devices["npu"]
+    times = [npu.cost(op).latency_s for op in ops]
+    attention = sum(t for op, t in zip(ops, times, strict=True) if op.kind == "attention")
+    return attention / sum(times)
+
+
+def grid_results(
+    points: Sequence[tuple[str, int, str]] | None = None,
+) -> pd.DataFrame:
+    """One row per (dataset, batch, model) point: the systems' tokens/s and NeuPIMs' gains."""
+    machines = load_machines()
+    if points is None:
+        points = [(d, b, m) for d in DATASETS for b in BATCHES for m in MODELS]
+    rows = []
+    for dataset, batch, model_name in points:
+        model = MODELS[model_name]
+        contexts = TRACES[(dataset, batch, model_name)]
+        tps = point_tokens_per_s(machines, model, contexts)
+        rows.append(
+            {
+                "dataset": dataset,
+                "batch": batch,
+                "model": model_name,
+                "tp": model.tensor_parallel,
+                "pp": model.pipeline_parallel,
+                "mean_context": round(statistics.mean(contexts)),
+                **{f"{k}_tok_s": tps[k] for k in (*SYSTEMS, "gpu_kernels")},
+                "npu_attention_share": npu_attention_share(machines["npu_only"], model, contexts),
+                "over_npu_only": tps["neupims"] / tps["npu_only"],
+                "over_naive_npu_pim": tps["neupims"] / tps["naive_npu_pim"],
+                "over_gpu_only": tps["neupims"] / tps["gpu_only"],
+                "over_gpu_kernels": tps["neupims"] / tps["gpu_kernels"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _rounded(frame: pd.DataFrame) -> pd.DataFrame:
+    shown = frame.copy()
+    for column in shown.columns:
+        if column.endswith("_tok_s"):
+            shown[column] = shown[column].round().astype(int)
+        elif column.startswith("over_") or column == "npu_attention_share":
+            shown[column] = shown[column].round(2)
+    return shown
 
 
 @register_reproduction("neupims")
 def reproduce_neupims() -> Reproduction:
-    tps = systems_tokens_per_s()
-    ours = {
-        "over_npu_only": tps["neupims"] / tps["npu_only"],
-        "over_naive_npu_pim": tps["neupims"] / tps["naive_npu_pim"],
-        "over_gpu_only": tps["neupims"] / tps["gpu_only"],
-    }
+    grid = grid_results()
     metrics = {
-        f"throughput_{k}": Metric(PAPER[k], ours[k], TOLERANCE, "x", f"NeuPIMs throughput {k}")
+        f"throughput_{k}": Metric(
+            PAPER[k], float(grid[k].mean()), TOLERANCE, "x", f"NeuPIMs throughput {k}, grid mean"
+        )
         for k in PAPER
     }
+    by_batch = grid.groupby("batch")[[*PAPER, "over_gpu_kernels", "npu_attention_share"]].mean()
+    by_dataset = grid.groupby("dataset")[[*PAPER, "npu_attention_share"]].mean()
+    share = grid["npu_attention_share"]
+    bound = 1.0 / (1.0 - share)
+    sharegpt512 = grid[(grid.dataset == "sharegpt") & (grid.batch == 512)]
     doc = Document("NeuPIMs reproduction")
     doc.add(Paragraph("Regenerate with `archsim reproduce neupims`."))
     doc.add(Heading("Setup"))
     doc.add(
         Paragraph(
-            f"GPT-3 7B decode, tensor parallel {TENSOR_PARALLEL} (one device's share modelled, "
-            f"all-reduces left out for every system), batch {BATCH}: the ShareGPT requests of the "
-            "NeuPIMs repository's default run (request-traces/clb/share-gpt2-bs512-ms7B-tp4-clb-0"
-            f".csv; KV-cache lengths 1 to {max(SHAREGPT_CONTEXTS)}, mean "
-            f"{sum(SHAREGPT_CONTEXTS) / BATCH:.0f}). Machines: hwconfigs/neupims.yaml (NPU + "
-            "dual-row-buffer PIM, two interleaved sub-batches), neupims_naive.yaml (blocked-mode "
-            "PIM, NPU and PIM take turns), neupims_npu_only.yaml, and "
-            "neupims_gpu_a100_40gb.yaml as the GPU-only system (the paper's Sec. 8.1: an A100 "
-            "40GB). Each system runs one decode step through archsim.sim.system: GEMMs on the "
-            "NPU (tiling model), attention on PIM or on the NPU/GPU."
+            "The paper's evaluation grid (Sec. 8.1-8.2): GPT-3 7B, 13B, 30B and 175B, the Alpaca "
+            "and ShareGPT datasets, batches 64, 128, 256 and 512, 32 points. Models and "
+            "parallelism as NeuPIMs' repository configures them (configs/model_configs/gpt3-*."
+            "json: tensor parallel 4, 4, 4, 8 and pipeline parallel 1, 1, 2, 4; one device's "
+            "share of one pipeline stage is modelled, all-reduces and pipeline transfers left out "
+            "for every system). Each point's batch is the KV-cache lengths of the authors' "
+            "generated request trace for that (dataset, batch, model) (datasets/dataset-generator"
+            "/traces/*-clb-0.csv of their simulator's development copy; the ShareGPT batch-512 "
+            "7B point is the trace the public repository runs by default); Alpaca batches average "
+            f"{grid[grid.dataset == 'alpaca'].mean_context.mean():.0f} tokens of context, "
+            f"ShareGPT batches {grid[grid.dataset == 'sharegpt'].mean_context.mean():.0f}. "
+            "Each headline metric is the arithmetic mean over the 32 points of NeuPIMs' "
+            "throughput over the baseline's, each point one decode step of its batch."
+        )
+    )
+    doc.add(
+        Paragraph(
+            "Machines: hwconfigs/neupims.yaml (NPU + dual-row-buffer PIM; two interleaved "
+            f"sub-batches from batch {SUB_BATCH_MIN}, as the repository README enables them), "
+            "neupims_naive.yaml (blocked-mode PIM, NPU and PIM take turns), "
+            "neupims_npu_only.yaml, and neupims_gpu_a100_40gb.yaml as the GPU-only system (the "
+            "paper's Sec. 8.1: a real A100 40GB running the batched workload with PyTorch). "
+            "GEMMs run on the NPU (tiling model), attention on PIM or on the NPU/GPU, through "
+            "archsim.sim.system."
         )
     )
     doc.add(
@@ -127,27 +246,43 @@ def reproduce_neupims() -> Reproduction:
             "every channel has finished the score GEMVs, so the batch waits for the softmax "
             "between the two GEMVs; with dual row buffers head by head while the next heads' "
             "GEMVs run (the paper's Sec. 6.1). With dual row buffers the NPU's reads run beside "
-            "PIM, but the "
-            "PIM commands take the channel's column-command slots first, so NPU ops running "
-            "beside a PIM phase get the remaining share of the channel bandwidth."
+            "PIM, but the PIM commands take the channel's column-command slots first, so NPU ops "
+            "running beside a PIM phase get the remaining share of the channel bandwidth."
+        )
+    )
+    doc.add(
+        Paragraph(
+            "The GPU-only system runs as eager PyTorch: the paper names PyTorch and no graph "
+            "capture or serving engine, and eager execution is PyTorch's default. Each op's "
+            "kernel is issued by the host (host_launch + host_alloc, 20.2 us, the H100 host's "
+            "calibrated figures, no A100 host being measured) and starts once issued and once "
+            "the kernel before it has finished; queued kernels pay the inter-kernel gap instead "
+            "of a launch (archsim.validate.predict, the model `archsim validate` checks against "
+            "eager measurements). The column gpu_kernels_tok_s is the same GPU with every "
+            "kernel paying its launch and no host, the model used before."
         )
     )
     doc.add(Heading("Assumptions"))
     doc.add(
         Paragraph(
-            "The paper's headline figures are averages over GPT-3 7B to 175B, ShareGPT and "
-            "Alpaca and batches 64 to 512 (Sec. 8.2: NPU+PIM averages 1.5x over NPU-only, and "
-            "1.5 x 1.6 = 2.4); this reproduction runs one point of that grid, the repository's "
-            "default run, at which the paper reports its gains above average (they grow with "
-            "batch size and are larger on ShareGPT). One decode step of the trace's batch "
-            "stands for the paper's steady state; prefill and request turnover are left out for "
-            "every system alike. The paper measured its GPU-only system running PyTorch; it is "
-            "modelled here by archsim's GPU model with the A100 40GB's memory."
+            "One decode step of each trace's batch stands for the paper's steady state; prefill "
+            "and request turnover are left out for every system alike. Each per-device figure "
+            "ignores the other devices of the tensor- and pipeline-parallel group (their "
+            "communication and pipeline bubbles), alike for every system. The paper quotes its "
+            "gains as averages without saying whether arithmetic or geometric; the arithmetic "
+            f"mean is used (the geometric means are {statistics.geometric_mean(grid.over_npu_only):.2f}, "
+            f"{statistics.geometric_mean(grid.over_naive_npu_pim):.2f} and "
+            f"{statistics.geometric_mean(grid.over_gpu_only):.2f})."
         )
     )
     doc.add(Heading("Results"))
-    doc.add(Table(pd.DataFrame([{"system": k, "tokens_per_s": round(v)} for k, v in tps.items()])))
     doc.add(metrics_table(metrics))
+    doc.add(Paragraph("Mean gains by batch size (and the NPU-only step's attention share):"))
+    doc.add(Table(by_batch.round(2).reset_index()))
+    doc.add(Paragraph("Mean gains by dataset:"))
+    doc.add(Table(by_dataset.round(2).reset_index()))
+    doc.add(Paragraph("Every point (tokens/s per device):"))
+    doc.add(Table(_rounded(grid)))
     doc.add(Heading("Baselines"))
     doc.add(
         Paragraph(
@@ -156,32 +291,75 @@ def reproduce_neupims() -> Reproduction:
             "with no sub-batch interleaving; NeuPIMs adds dual row buffers and sub-batch "
             "interleaving (enabled there from batch 256); the paper's Sec. 8.1 adds that the "
             "NPU+PIM baseline assigns requests to channels round robin and that NPU-only has "
-            "the same memory bandwidth. The NPU runs decode attention with the "
-            "query rows stationary in the arrays and K/V streaming past them, the faster of its "
-            "two mappings here, so it reads the KV cache at close to the DRAM bandwidth."
+            "the same memory bandwidth. The NPU runs decode attention with the query rows "
+            "stationary in the arrays and K/V streaming past them, the faster of its two "
+            "mappings here, so it reads the KV cache at close to the DRAM bandwidth."
         )
     )
     doc.add(Heading("Gaps"))
+    # what NeuPIMs' gain over NPU-only would be with the NPU-only attention `slow` times slower
+    # (NeuPIMs unchanged): the gain is linear in it, so solve for the paper's mean
+    attention = (grid.over_npu_only * share).mean()
+    slow = (PAPER["over_npu_only"] - (grid.over_npu_only * (1.0 - share)).mean()) / attention
+    naive_gain = grid.naive_npu_pim_tok_s / grid.npu_only_tok_s
     doc.add(
         Paragraph(
-            "Per layer the model gives about 0.23 ms of NPU GEMMs for the whole batch (0.32 ms "
-            "as two sub-batches beside PIM: each sub-batch re-reads the weights and the PIM "
-            "commands take a third of the channels' column slots), 0.67 ms of NPU attention "
-            "(0.63 GB of KV cache near the 1 TB/s DRAM bandwidth) and 0.20 ms of PIM attention "
-            "in the busiest channel (0.25 ms in blocked mode: 0.10 ms of score GEMVs and 0.15 "
-            "ms of context GEMVs, each phase waiting for its busiest channel, with round-robin "
-            "channels). The gain over naive NPU+PIM lands on the paper. "
-            "The gain over NPU-only stays high: with NeuPIMs bound "
-            "by its NPU GEMMs, the paper's 2.4x would need NPU-only attention faster than the "
-            "DRAM bandwidth allows, or NPU GEMMs about a quarter slower than the tiling model "
-            "gives (it runs them at about 87% of the arrays' peak); the paper's NPU simulator "
-            "figures are not available to check which; the point run here is one where the "
-            "paper's own gains exceed its averages. The gain over GPU-only stays low: the paper "
-            "finds GPU-only and NPU-only marginally apart (Sec. 8.2) and its 3.0x against 2.4x "
-            "puts its measured PyTorch A100 below its NPU-only system, while archsim's kernel-"
-            "level A100 40GB (1.56 TB/s, 312 TFLOP/s) runs this step about 15% faster than the "
-            "NPU; the software overheads of the measured PyTorch run are not modelled. No "
-            "constant was tuned to close a gap."
+            "All three gains miss low over the grid. Over NPU-only: NeuPIMs' gain cannot exceed "
+            "1 / (1 - a), a being the share of the NPU-only step spent in attention (the part PIM "
+            f"takes off the NPU). Over the grid a averages {share.mean():.2f} (Alpaca "
+            f"{by_dataset.npu_attention_share['alpaca']:.2f}, ShareGPT "
+            f"{by_dataset.npu_attention_share['sharegpt']:.2f}; batch 64 "
+            f"{by_batch.npu_attention_share[64]:.2f}, batch 512 "
+            f"{by_batch.npu_attention_share[512]:.2f}), so the bound itself averages "
+            f"{bound.mean():.2f}x, below the paper's 2.4x: Alpaca's contexts (about 60 tokens) "
+            "leave attention a small part of every step, and at batches 64 and 128 the weight "
+            "reads of the GEMMs dominate for both datasets. The NPU-only attention reads the KV "
+            "cache near the DRAM bandwidth; the paper's 2.4x mean would need it about "
+            f"{slow:.1f}x slower than that at every point (NeuPIMs unchanged). The paper's NPU "
+            "simulator's GEMV mapping is not documented, so whether its NPU-only attention ran "
+            "that far below the bandwidth stays unchecked, but its baselines point there: the "
+            "paper's naive NPU+PIM averages 1.5x over NPU-only (Sec. 8.2), and blocked-mode PIM "
+            "overlaps nothing, so that ratio compares attention on the NPU with attention on "
+            f"PIM alone; archsim's averages {naive_gain.mean():.2f}x (batch 64 "
+            f"{naive_gain[grid.batch == 64].mean():.2f}x, batch 512 "
+            f"{naive_gain[grid.batch == 512].mean():.2f}x; Alpaca "
+            f"{naive_gain[grid.dataset == 'alpaca'].mean():.2f}x). At ShareGPT batch 512, the "
+            "point run "
+            f"before, the gain is {sharegpt512.over_npu_only.mean():.2f}x on average over the "
+            "four models."
+        )
+    )
+    doc.add(
+        Paragraph(
+            "Over naive NPU+PIM: at batches 64 and 128 neither system interleaves sub-batches "
+            "(the repository enables it from 256), so the two differ only in the row buffers and "
+            "the channel policy, and with short PIM phases they come out close "
+            f"({by_batch.over_naive_npu_pim[64]:.2f}x and {by_batch.over_naive_npu_pim[128]:.2f}x"
+            "). At batch 256 interleaving costs more than it hides "
+            f"({by_batch.over_naive_npu_pim[256]:.2f}x): each sub-batch of 128 is below the "
+            "NPU's ridge point (262 TFLOP/s over 1 TB/s is 256 FLOP per byte, a GEMM of 256 "
+            "rows), so its GEMMs are weight reads and two sub-batches read every weight twice, "
+            "while the PIM phases they would hide are short. At batch 512 it pays "
+            f"({by_batch.over_naive_npu_pim[512]:.2f}x, "
+            f"{sharegpt512.over_naive_npu_pim.mean():.2f}x on ShareGPT)."
+        )
+    )
+    doc.add(
+        Paragraph(
+            "Over GPU-only: archsim's A100 40GB (1.56 TB/s, 312 TFLOP/s) runs each step faster "
+            "than the NPU (1 TB/s, 262 TFLOP/s), so NeuPIMs' gain over it stays below its gain "
+            "over NPU-only, whereas the paper's 3.0x against 2.4x puts its measured PyTorch A100 "
+            "below its NPU-only system; the paper's mean would need the GPU "
+            f"{PAPER['over_gpu_only'] / grid.over_gpu_only.mean():.1f}x slower than modelled. "
+            "Eager execution does not slow it: the host issues a kernel every 20.2 us, faster "
+            "than most of these kernels run, so it stays ahead and each queued kernel pays the "
+            "2 us inter-kernel gap instead of a 6.1 us launch; the eager GPU comes out "
+            f"{(grid.gpu_only_tok_s / grid.gpu_kernels_tok_s).mean() - 1:+.1%} faster on average "
+            "than every kernel paying its launch (most at batch 64). What the paper's PyTorch "
+            "program launched (norms, activations, unfused attention, KV-cache copies or "
+            "padding to the batch's longest request) is not stated; archsim prices five "
+            "kernels per block for every system and adds no overhead beyond the calibrated host "
+            "figures. No constant was tuned to close a gap."
         )
     )
     return Reproduction(name="neupims", metrics=metrics, report=doc)

@@ -307,6 +307,25 @@ def _mean_context(contexts: Sequence[int], bucket: int) -> int:
     return int(bucket * max(1, round(mean / bucket)))
 
 
+def decode_layer_ops(
+    arch: ModelArchitecture,
+    contexts: Sequence[int],
+    *,
+    tensor_parallel: int = 1,
+    dtype: DType = DType.BF16,
+    context_bucket: int = 16,
+) -> list[Op]:
+    """The ops of one dense block of a decode step in launch order, as one device runs them.
+
+    The same ops :func:`simulate_decode_step` prices when ``plan.attention == plan.compute``
+    (QKV, attention over the batch's mean context, projection, FFN), for callers that play them
+    through another timing model, such as an eager framework's launch queue.
+    """
+    layer = _Layer(arch, contexts, tensor_parallel, dtype, dense=True)
+    attention_op = layer.attention_op(len(contexts), _mean_context(contexts, context_bucket))
+    return [*layer.qkv, attention_op, *layer.post]
+
+
 def simulate_decode_step(
     machine: Machine,
     arch: ModelArchitecture,
