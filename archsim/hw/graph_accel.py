@@ -17,7 +17,11 @@ atomics on a shared work counter; SMASH's window distribution phase, Shivdikar 2
   entry of ``B``, one output check per column. ``B`` is fetched again for every row: the
   redundant fetches the thesis names as the inner product's cost.
 * **outer product**: column ``k`` of ``A`` times row ``k`` of ``B`` writes its partial products
-  to DRAM; a second phase reads them back and sorts each output row to merge them.
+  to DRAM; a second phase reads them back and merges each output row. A row's partial products
+  arrive as one sorted run per kept ``A[i, k]`` (row ``k`` of ``B``, sorted in CSR), as in
+  OuterSPACE's per-row lists of partial-product chunks (Pal et al., HPCA 2018), so
+  one thread merges the row's runs through a tournament tree: ``ceil(log2 runs)`` comparisons
+  per partial product (Knuth, TAOCP Vol. 3, Sec. 5.4.1), not a comparison sort of the row.
 
 Not captured: the network between dies, caches, and DRAM bank conflicts (8-byte accesses are
 assumed to reach the full bandwidth, the point of PIUMA's narrow memory channels).
@@ -31,7 +35,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from archsim.config.graph_accel import GraphAccelConfig
-from archsim.kernels.sparse_spgemm import product_windows, row_products, rowwise_hash_spgemm
+from archsim.errors import ArchsimError
+from archsim.kernels.sparse_spgemm import (
+    product_windows,
+    row_products,
+    row_runs,
+    rowwise_hash_spgemm,
+)
 from archsim.kernels.sparse_tiles import schedule_blocks
 
 # A CSR entry: 4-byte column index and 4-byte fp32 value (one 8-byte DRAM access).
@@ -54,6 +64,18 @@ INSTR_PER_A_ENTRY = 3.0
 INSTR_PER_MERGE_STEP = 3.0
 # Instructions per output written (read the slot, store index and value).
 INSTR_PER_OUTPUT = 2.0
+# A used slot of the hash table is set back to empty after the write-back, so that the next
+# window finds a clear table (one store; SMASH V1's write-back phase, Shivdikar 2021, Sec. 5.1.3).
+INSTR_PER_SLOT_RESET = 1.0
+# The write-back must find the used slots. Listed: a new key appends its slot to a list (one
+# store) that the write-back reads back (one load). Scanned: every slot of the table is loaded
+# and tested for empty (load, branch).
+INSTR_PER_LISTED_SLOT = 2.0
+INSTR_PER_SCANNED_SLOT = 2.0
+WRITEBACKS = ("listed", "scanned")
+# Merge of an outer-product row: a tournament tree over its sorted runs, or a comparison sort of
+# all its partial products that ignores the runs.
+OUTER_MERGES = ("tournament", "sort")
 
 
 @dataclass(frozen=True)
@@ -160,19 +182,37 @@ def _thread_ips(accel: GraphAccelConfig) -> float:
     return accel.clock_hz / accel.threads_per_pipeline
 
 
+def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ArchsimError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+
+
 def rowwise_hash_cost(
-    accel: GraphAccelConfig, a: tuple[np.ndarray, np.ndarray], stats: RowwiseStats
+    accel: GraphAccelConfig,
+    a: tuple[np.ndarray, np.ndarray],
+    stats: RowwiseStats,
+    writeback: str = "listed",
 ) -> SpgemmCost:
-    """SMASH: windows of rows merged by atomics in a core's scratchpad hash table."""
+    """SMASH: windows of rows merged by atomics in a core's scratchpad hash table.
+
+    ``writeback`` says how the write-back phase finds the used slots: ``listed`` (each new key
+    records its slot) or ``scanned`` (every slot of the table is tested).
+    """
+    _check_choice("writeback", writeback, WRITEBACKS)
     a_row_nnz = np.diff(a[0]).astype(np.float64)
     per_row = stats.per_row.astype(np.float64)
+    per_output = INSTR_PER_OUTPUT + INSTR_PER_SLOT_RESET
+    if writeback == "listed":
+        per_output += INSTR_PER_LISTED_SLOT
     instructions = (
         INSTR_PER_A_ENTRY * a_row_nnz
         + INSTR_PER_PRODUCT * per_row[:, 0]
         + INSTR_PER_PROBE * per_row[:, 2]
-        + INSTR_PER_OUTPUT * per_row[:, 1]
+        + per_output * per_row[:, 1]
     )
     per_window = np.bincount(stats.windows, weights=instructions)
+    if writeback == "scanned":
+        per_window = per_window + INSTR_PER_SCANNED_SLOT * stats.table_slots
     # A once, B's row bounds and row per kept A entry, C once, spilled products read and written
     dram = ENTRY_BYTES * (
         a_row_nnz.sum() * 2.0 + stats.products + stats.output_nnz + 2.0 * per_row[:, 3].sum()
@@ -205,23 +245,42 @@ def outer_product_cost(
     a: tuple[np.ndarray, np.ndarray],
     b: tuple[np.ndarray, np.ndarray],
     stats: RowwiseStats,
+    merge_kind: str = "tournament",
+    split_rows: bool = False,
 ) -> SpgemmCost:
-    """Outer product: partial-product matrices written to DRAM, then sorted and merged by row."""
+    """Outer product: partial-product matrices written to DRAM, then merged row by row.
+
+    ``merge_kind``: ``tournament`` (a tree over the row's sorted runs) or ``sort`` (a comparison
+    sort of the row's partial products). ``split_rows`` spreads the merge phase evenly over all
+    threads, as a merge that cuts heavy rows by column ranges would; by default one thread merges
+    a whole row.
+    """
+    _check_choice("merge_kind", merge_kind, OUTER_MERGES)
     k_len = len(b[0]) - 1
     a_col_nnz = np.bincount(a[1], minlength=k_len).astype(np.float64)
     b_row_nnz = np.diff(b[0]).astype(np.float64)
     # a work item is one kept A[i, k] times row k of B (column k's entries go to many threads,
     # as OuterSPACE's multiply phase spreads them over its processing elements)
     multiply = INSTR_PER_A_ENTRY + INSTR_PER_PRODUCT * b_row_nnz[a[1]]
-    # merge: each output row sorts its partial products (p log2 p steps), then writes its outputs
+    # merge: each output row's sorted runs go through a tournament tree of ceil(log2 runs)
+    # levels, one comparison per level per partial product (a single run needs none); the
+    # winner is then folded into the output, added to it if its column repeats (one more step)
     per_row = stats.per_row.astype(np.float64)
-    p = per_row[:, 0]
-    sort_steps = p * np.log2(np.maximum(p, 2.0))
-    merge = INSTR_PER_MERGE_STEP * sort_steps + INSTR_PER_OUTPUT * per_row[:, 1]
+    if merge_kind == "tournament":
+        tree_levels = np.ceil(np.log2(np.maximum(row_runs(a, b).astype(np.float64), 1.0)))
+    else:
+        tree_levels = np.log2(np.maximum(per_row[:, 0], 2.0))
+    merge = (
+        INSTR_PER_MERGE_STEP * per_row[:, 0] * (tree_levels + 1.0)
+        + INSTR_PER_OUTPUT * per_row[:, 1]
+    )
     dram = ENTRY_BYTES * (a_col_nnz.sum() + b_row_nnz.sum() + stats.output_nnz)
     dram += 2.0 * PARTIAL_BYTES * stats.products  # partials written, then read back
     # two phases with a barrier between them: each is bound by its own busiest thread
     workers, ips = threads(accel), _thread_ips(accel)
+    merge_items = merge[merge > 0]
+    if split_rows:
+        merge_items = np.full(workers, merge_items.sum() / workers)
     phase_1 = _timed(
         accel,
         "outer",
@@ -234,7 +293,7 @@ def outer_product_cost(
         accel,
         "outer",
         PARTIAL_BYTES * stats.products + ENTRY_BYTES * stats.output_nnz,
-        merge[merge > 0],
+        merge_items,
         workers,
         ips,
     )

@@ -136,6 +136,19 @@ def row_products(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarr
     return np.add.reduceat(np.append(per_entry, 0), a[0][:-1]) * (np.diff(a[0]) > 0)[:rows]
 
 
+def row_runs(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Sorted runs of partial products in every row of ``C = A @ B`` under the outer product.
+
+    Each kept ``A[i, k]`` whose row ``k`` of ``B`` is non-empty contributes row ``k`` of ``B``,
+    scaled, to row ``i`` of ``C``: one run, already sorted by column because CSR keeps a row's
+    column indices sorted.
+    """
+    b_row_nonempty = (np.diff(b[0]) > 0).astype(np.int64)
+    per_entry = b_row_nonempty[a[1]]
+    rows = len(a[0]) - 1
+    return np.add.reduceat(np.append(per_entry, 0), a[0][:-1]) * (np.diff(a[0]) > 0)[:rows]
+
+
 def product_windows(products: np.ndarray, capacity: float) -> np.ndarray:
     """Window id per row: consecutive rows while their partial products stay within ``capacity``.
 
