@@ -38,7 +38,12 @@ from dataclasses import dataclass, field
 
 import pulp
 
-from archsim.mappers.heuristics import best_heuristic_plan, min_peak_order, search_order
+from archsim.mappers.heuristics import (
+    best_heuristic_plan,
+    min_peak_order,
+    plan_greedy_by_size,
+    search_order,
+)
 from archsim.mappers.memory_plan import (
     ALIGN_BYTES,
     Allocation,
@@ -516,10 +521,25 @@ def cosma_plan(
 
     searched_evaluations = 0
     order = list(problem.ops)
+    starts = [problem.ops]
+    if len(problem.ops) > max_ilp_ops:
+        starts.append(min_peak_order(problem, evaluations=order_evaluations, seed=seed))
+
+    def offer(plan: MemoryPlan | str) -> None:
+        nonlocal warm, order
+        if isinstance(plan, MemoryPlan) and (
+            warm is None or plan.traffic.non_compulsory_bytes < warm.traffic.non_compulsory_bytes
+        ):
+            warm, order = plan, list(plan.order)
+
+    # the baselines' own planner (replacement counted in bytes, then TensorFlow Lite's offline
+    # offsets) often beats first-fit's plans: the search and the MILPs start from the better one,
+    # so the result never moves more than a baseline on these orders
+    for start in starts:
+        offer(plan_greedy_by_size(problem, start, "belady"))
     if len(problem.ops) > max_ilp_ops and not proven(warm):
         # the local search ends in local optima: start it from the graph order and from the
         # minimum-peak-memory order, keep the better result
-        starts = [problem.ops, min_peak_order(problem, evaluations=order_evaluations, seed=seed)]
         for start in starts:
             searched = search_order(
                 problem, start, evaluations=order_evaluations, seed=seed, stop_at_bytes=bound
@@ -527,11 +547,8 @@ def cosma_plan(
             if not isinstance(searched, MemoryPlan):
                 continue
             searched_evaluations += searched.stats.order_evaluations
-            if warm is None or (
-                searched.traffic.non_compulsory_bytes < warm.traffic.non_compulsory_bytes
-            ):
-                warm = searched
-                order = list(searched.order)
+            offer(searched)
+            offer(plan_greedy_by_size(problem, searched.order, "belady"))
             if proven(warm):
                 break
     windows = _windows(problem, order, max_ilp_ops)

@@ -24,6 +24,7 @@ from archsim.mappers.memory_plan import (
     MemoryProblem,
     SolverStats,
     make_plan,
+    plan_traffic,
 )
 
 EvictionPolicy = Literal["lru", "belady"]
@@ -62,6 +63,20 @@ def plan_with_eviction(
     reason = problem.infeasible_reason()
     if reason is not None:
         return reason
+    allocations = _eviction_allocations(problem, order, policy)
+    stats = SolverStats(
+        method=policy,
+        solver="none",
+        status="heuristic",
+        solve_time_s=time.perf_counter() - started,
+    )
+    return make_plan(problem, order, allocations, stats)
+
+
+def _eviction_allocations(
+    problem: MemoryProblem, order: tuple[str, ...], policy: EvictionPolicy
+) -> list[Allocation]:
+    """The intervals of :func:`plan_with_eviction` (every op's working set must fit)."""
     uses: dict[str, list[int]] = defaultdict(list)
     for step, op in enumerate(order):
         for name in problem.op_tensors[op]:
@@ -125,8 +140,149 @@ def plan_with_eviction(
                 close(name, step)
     for name in list(resident):
         close(name, len(order) - 1)
+    return allocations
+
+
+def greedy_by_size_offsets(intervals: list[tuple[int, int, int]]) -> list[int]:
+    """Offsets of ``(size_bytes, first_step, last_step)`` intervals by TensorFlow Lite's arena
+    planner, the allocator of COSMA's baselines (its Section V-A).
+
+    ``ArenaPlanner::CreateTensorAllocationVector`` (tensorflow/lite/arena_planner.cc) orders the
+    tensors by size, largest first, equal sizes by first use; ``SimpleMemoryArena::Allocate``
+    (tensorflow/lite/simple_memory_arena.cc) then walks the already placed tensors whose
+    lifetimes intersect the new one, in address order, and takes the smallest gap between them
+    that fits (best fit), or else the address just above the highest of them. Sizes are already
+    aligned (:data:`~archsim.mappers.memory_plan.ALIGN_BYTES`), so every offset is too.
+    """
+    offsets = [0] * len(intervals)
+    placed: list[tuple[int, int]] = []  # (offset, interval index), in address order
+    for index in sorted(range(len(intervals)), key=lambda i: (-intervals[i][0], intervals[i][1])):
+        size, first, last = intervals[index]
+        best_offset = best_fit = None
+        cursor = 0
+        for offset, other in placed:
+            other_size, other_first, other_last = intervals[other]
+            if other_last < first or other_first > last:
+                continue
+            if cursor + size <= offset and (best_fit is None or offset - cursor < best_fit):
+                best_offset, best_fit = cursor, offset - cursor
+            cursor = max(cursor, offset + other_size)
+            if best_fit == 0:
+                break
+        offsets[index] = cursor if best_offset is None else best_offset
+        bisect.insort(placed, (offsets[index], index))
+    return offsets
+
+
+def _replace_by_bytes(
+    problem: MemoryProblem,
+    order: tuple[str, ...],
+    policy: EvictionPolicy,
+    budget_bytes: list[int],
+    flush_before: set[int],
+) -> list[tuple[str, int, int, bool]]:
+    """Residency intervals ``(tensor, first_step, last_step, loaded)`` chosen by ``policy`` with
+    the scratchpad seen as a byte count, not an address space: before step ``s`` the tensors
+    its op misses are brought in and others evicted until at most ``budget_bytes[s]`` are
+    resident. Before a step in ``flush_before`` every resident tensor is evicted."""
+    uses: dict[str, list[int]] = defaultdict(list)
+    for step, op in enumerate(order):
+        for name in problem.op_tensors[op]:
+            uses[name].append(step)
+    size = {name: t.size_bytes for name, t in problem.tensors.items()}
+    resident: dict[str, tuple[int, bool]] = {}  # tensor -> (first step, loaded)
+    last_used: dict[str, int] = {}
+    intervals: list[tuple[str, int, int, bool]] = []
+    used = 0
+
+    def close(name: str, last_step: int) -> None:
+        nonlocal used
+        first, loaded = resident.pop(name)
+        used -= size[name]
+        intervals.append((name, first, last_step, loaded))
+
+    def next_use(name: str, step: int) -> int:
+        steps = uses[name]
+        index = bisect.bisect_right(steps, step)
+        return steps[index] if index < len(steps) else len(order)
+
+    for step, op in enumerate(order):
+        needed = problem.op_tensors[op]
+        if step in flush_before:
+            for name in list(resident):
+                close(name, step - 1)
+        for name in needed:
+            if name not in resident:
+                resident[name] = (step, problem.tensors[name].producer != op)
+                used += size[name]
+        while used > budget_bytes[step]:
+            victims = [n for n in resident if n not in needed]
+            if policy == "lru":
+                victim = min(victims, key=lambda n: (last_used[n], -size[n]))
+            else:
+                victim = max(victims, key=lambda n: (next_use(n, step), size[n]))
+            close(victim, step - 1)
+        for name in needed:
+            last_used[name] = step
+            if next_use(name, step) == len(order):
+                close(name, step)
+    for name in list(resident):
+        close(name, len(order) - 1)
+    return intervals
+
+
+def plan_greedy_by_size(
+    problem: MemoryProblem, order: tuple[str, ...], policy: EvictionPolicy = "belady"
+) -> MemoryPlan | str:
+    """COSMA's baseline: replacement by ``policy``, then TensorFlow Lite's greedy-by-size offsets.
+
+    The two decisions are made apart, as in the tool flows COSMA compares against (its Section
+    V-A): the replacement policy picks which tensors are resident at each step counting bytes
+    only; :func:`greedy_by_size_offsets` then gives every residency interval one address. Where
+    the offsets run past the scratchpad (the allocator fragments the space), the steps whose
+    resident tensors overflow get a byte budget smaller by the overflow and the replacement is
+    redone; a step already down to its op's own working set instead evicts everything before it
+    (and then before the next step), which the allocator always packs.
+
+    Returns
+    -------
+    MemoryPlan | str
+        The plan, or the reason none exists (an op's tensors alone exceed the scratchpad).
+    """
+    started = time.perf_counter()
+    reason = problem.infeasible_reason()
+    if reason is not None:
+        return reason
+    capacity = problem.capacity_bytes
+    working_set = [problem.working_set_bytes(op) for op in order]
+    budget = [capacity] * len(order)
+    flush_before: set[int] = set()
+    while True:
+        residency = _replace_by_bytes(problem, order, policy, budget, flush_before)
+        sizes = [problem.tensors[name].size_bytes for name, *_ in residency]
+        offsets = greedy_by_size_offsets(
+            [(sizes[i], first, last) for i, (_, first, last, _) in enumerate(residency)]
+        )
+        top = [0] * len(order)  # highest address in use at each step
+        for i, (_, first, last, _) in enumerate(residency):
+            for step in range(first, last + 1):
+                top[step] = max(top[step], offsets[i] + sizes[i])
+        overflowing = [step for step, high in enumerate(top) if high > capacity]
+        if not overflowing:
+            break
+        for step in overflowing:
+            if budget[step] > working_set[step]:
+                budget[step] = max(working_set[step], budget[step] - (top[step] - capacity))
+            elif step not in flush_before:
+                flush_before.add(step)
+            elif step + 1 < len(order):
+                flush_before.add(step + 1)
+    allocations = [
+        Allocation(name, first, last, offsets[i], sizes[i], loaded)
+        for i, (name, first, last, loaded) in enumerate(residency)
+    ]
     stats = SolverStats(
-        method=policy,
+        method=f"tflite_{policy}",
         solver="none",
         status="heuristic",
         solve_time_s=time.perf_counter() - started,
@@ -141,6 +297,17 @@ def best_heuristic_plan(problem: MemoryProblem, order: tuple[str, ...]) -> Memor
     if not found:
         return str(plans[0])
     return min(found, key=lambda p: p.traffic.non_compulsory_bytes)
+
+
+def _heuristic_bytes(problem: MemoryProblem, order: tuple[str, ...]) -> float:
+    """Non-compulsory bytes of :func:`best_heuristic_plan` without building the plan (the order
+    search evaluates thousands of orders and keeps one)."""
+    return min(
+        plan_traffic(
+            problem, tuple(_eviction_allocations(problem, order, policy))
+        ).non_compulsory_bytes
+        for policy in ("lru", "belady")
+    )
 
 
 def successors(problem: MemoryProblem) -> dict[str, list[str]]:
@@ -158,28 +325,39 @@ _SEGMENT_OPS = (1, 1, 2, 3, 4, 5, 6, 8, 10)
 
 
 def _moved_segment(
-    problem: MemoryProblem, after: dict[str, list[str]], order: list[str], rng: random.Random
+    problem: MemoryProblem,
+    after: dict[str, list[str]],
+    order: list[str],
+    position: dict[str, int],
+    rng: random.Random,
 ) -> list[str] | None:
     """``order`` with a random run of consecutive ops put back at a random legal position
-    (between its last predecessor and its first successor), or None if it has no other place."""
+    (between its last predecessor and its first successor), or None if it has no other place.
+
+    ``position`` is each op's index in ``order``. The legal range is found from it before the new
+    order is built: most segments of a near-chain graph have no other place, and rejecting them
+    without copying the order keeps the search's cost in the orders it actually plans."""
     first = rng.randrange(len(order))
     segment = order[first : first + rng.choice(_SEGMENT_OPS)]
-    inside = set(segment)
-    rest = [op for op in order if op not in inside]
-    position = {op: i for i, op in enumerate(rest)}
-    low = max(
-        (position[p] + 1 for op in segment for p in problem.predecessors[op] if p not in inside),
-        default=0,
-    )
-    high = min(
-        (position[s] for op in segment for s in after[op] if s not in inside),
-        default=len(rest),
-    )
+    end = first + len(segment)  # ops after the segment move down by len(segment) in the rest
+    low = 0
+    high = len(order) - len(segment)
+    for op in segment:
+        for p in problem.predecessors[op]:
+            at = position[p]
+            if at < first:  # in order, every outside predecessor lies before the segment
+                low = max(low, at + 1)
+        for s in after[op]:
+            at = position[s]
+            if at >= end:
+                high = min(high, at - len(segment))
     if low > high:
         return None
     at = rng.randint(low, high)
-    candidate = rest[:at] + segment + rest[at:]
-    return None if candidate == order else candidate
+    if at == first:
+        return None
+    rest = order[:first] + order[end:]
+    return rest[:at] + segment + rest[at:]
 
 
 def peak_live_bytes(problem: MemoryProblem, order: tuple[str, ...] | list[str]) -> int:
@@ -211,16 +389,18 @@ def min_peak_order(
     best = peak_live_bytes(problem, order)
     after = successors(problem)
     rng = random.Random(seed)
+    position = {op: i for i, op in enumerate(order)}
     tried = attempts = 0
     while tried < evaluations and attempts < 20 * evaluations and len(order) > 1:
         attempts += 1
-        candidate = _moved_segment(problem, after, order, rng)
+        candidate = _moved_segment(problem, after, order, position, rng)
         if candidate is None:
             continue
         tried += 1
         peak = peak_live_bytes(problem, candidate)
         if peak <= best:
             best, order = peak, candidate
+            position = {op: i for i, op in enumerate(order)}
     return tuple(order)
 
 
@@ -266,27 +446,28 @@ def search_order(
     """
     started = time.perf_counter()
     order = list(start if start is not None else problem.ops)
-    best = best_heuristic_plan(problem, tuple(order))
-    if isinstance(best, str):
-        return best
+    first = best_heuristic_plan(problem, tuple(order))
+    if isinstance(first, str):
+        return first
+    best_bytes = first.traffic.non_compulsory_bytes
     after = successors(problem)
     rng = random.Random(seed)
+    position = {op: i for i, op in enumerate(order)}
     tried = 0
     attempts = 0
     # a segment with no legal new place is skipped; bound the attempts so a chain graph ends
     while tried < evaluations and attempts < 20 * evaluations and len(order) > 1:
         attempts += 1
-        if best.traffic.non_compulsory_bytes <= stop_at_bytes:
+        if best_bytes <= stop_at_bytes:
             break
-        candidate = _moved_segment(problem, after, order, rng)
+        candidate = _moved_segment(problem, after, order, position, rng)
         if candidate is None:
             continue
         tried += 1
-        plan = best_heuristic_plan(problem, tuple(candidate))
-        if isinstance(plan, MemoryPlan) and (
-            plan.traffic.non_compulsory_bytes <= best.traffic.non_compulsory_bytes
-        ):
-            best, order = plan, candidate
+        moved = _heuristic_bytes(problem, tuple(candidate))
+        if moved <= best_bytes:
+            best_bytes, order = moved, candidate
+            position = {op: i for i, op in enumerate(order)}
     stats = SolverStats(
         method="order_search",
         solver="none",
@@ -294,4 +475,6 @@ def search_order(
         solve_time_s=time.perf_counter() - started,
         order_evaluations=tried,
     )
+    best = best_heuristic_plan(problem, tuple(order))
+    assert isinstance(best, MemoryPlan)  # the start's working sets fit, so every order's do
     return dataclasses.replace(best, stats=stats)

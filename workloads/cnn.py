@@ -1,5 +1,6 @@
 """CNN lowerings: a shape-tracking builder shared by the presets, NAS cells and layer lists, and
-the ResNet-50 and MobileNetV2 presets (``generator: cnn``).
+the presets of ``generator: cnn``: ResNet-18/34/50/101, MobileNetV2, GoogLeNet, SqueezeNet and
+DenseNet-121, each with the layer shapes of its original paper.
 
 Activations are NCHW. Batch normalisation is folded into the convolution weights and ReLU fused
 into the convolution, as inference compilers do, so neither is an op of its own.
@@ -138,7 +139,7 @@ class CnnBuilder:
 # ResNet-50: He et al., "Deep Residual Learning for Image Recognition", CVPR 2016, Table 1
 # (50-layer column): bottleneck widths and block counts per stage; stride 2 on the 3x3 conv of
 # each stage's first block (the torchvision "v1.5" placement).
-RESNET50_STAGES = ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2))
+RESNET50_BLOCKS = (3, 4, 6, 3)
 RESNET_EXPANSION = 4
 
 # MobileNetV2: Sandler et al., "MobileNetV2: Inverted Residuals and Linear Bottlenecks", CVPR
@@ -156,25 +157,7 @@ MOBILENET_V2_BLOCKS = (
 
 def resnet50(b: CnnBuilder, image_size: int) -> None:
     """ResNet-50 (Table 1 of He et al.): stem, 16 bottleneck blocks, pooling, 1000-way FC."""
-    x = b.input("image", 3, image_size, image_size)
-    x = b.conv("conv1", x, 64, 7, stride=2)
-    x = b.pool("maxpool", x, "max", kernel=3, stride=2)
-    in_channels = 64
-    for stage, (width, blocks, stride) in enumerate(RESNET50_STAGES, start=2):
-        for block in range(blocks):
-            prefix = f"res{stage}.{block}"
-            s = stride if block == 0 else 1
-            out_channels = width * RESNET_EXPANSION
-            y = b.conv(f"{prefix}.conv1", x, width, 1)
-            y = b.conv(f"{prefix}.conv2", y, width, 3, stride=s)
-            y = b.conv(f"{prefix}.conv3", y, out_channels, 1)
-            shortcut = x
-            if block == 0 and (s != 1 or in_channels != out_channels):
-                shortcut = b.conv(f"{prefix}.downsample", x, out_channels, 1, stride=s)
-            x = b.add(f"{prefix}.add", [y, shortcut])
-            in_channels = out_channels
-    x = b.pool("avgpool", x, "avg")
-    b.linear("fc", x, 1000)
+    resnet_bottleneck(b, image_size, RESNET50_BLOCKS)
 
 
 def mobilenet_v2(b: CnnBuilder, image_size: int) -> None:
@@ -203,7 +186,191 @@ def mobilenet_v2(b: CnnBuilder, image_size: int) -> None:
     b.linear("classifier", x, 1000)
 
 
-_PRESETS = {"resnet50": resnet50, "mobilenet_v2": mobilenet_v2}
+# ResNet-18/34/101: He et al. 2016, Table 1 (18-, 34- and 101-layer columns); 18 and 34 use
+# two-layer 3x3 "basic" blocks, 101 the bottleneck blocks of ResNet-50.
+RESNET18_BLOCKS = (2, 2, 2, 2)
+RESNET34_BLOCKS = (3, 4, 6, 3)
+RESNET101_BLOCKS = (3, 4, 23, 3)
+RESNET_WIDTHS = (64, 128, 256, 512)
+
+
+def _resnet_stem(b: CnnBuilder, image_size: int) -> str:
+    x = b.input("image", 3, image_size, image_size)
+    x = b.conv("conv1", x, 64, 7, stride=2)
+    return b.pool("maxpool", x, "max", kernel=3, stride=2)
+
+
+def _resnet_head(b: CnnBuilder, x: str) -> None:
+    x = b.pool("avgpool", x, "avg")
+    b.linear("fc", x, 1000)
+
+
+def resnet_basic(b: CnnBuilder, image_size: int, blocks: Sequence[int]) -> None:
+    """ResNet-18/34 (Table 1 of He et al.): two 3x3 convolutions per block, a 1x1 projection
+    shortcut where the shape changes (option B of their Section 3.3)."""
+    x = _resnet_stem(b, image_size)
+    in_channels = 64
+    for stage, (width, count) in enumerate(zip(RESNET_WIDTHS, blocks, strict=True), start=2):
+        for block in range(count):
+            prefix = f"res{stage}.{block}"
+            s = 2 if block == 0 and stage > 2 else 1
+            y = b.conv(f"{prefix}.conv1", x, width, 3, stride=s)
+            y = b.conv(f"{prefix}.conv2", y, width, 3)
+            shortcut = x
+            if s != 1 or in_channels != width:
+                shortcut = b.conv(f"{prefix}.downsample", x, width, 1, stride=s)
+            x = b.add(f"{prefix}.add", [y, shortcut])
+            in_channels = width
+    _resnet_head(b, x)
+
+
+def resnet_bottleneck(b: CnnBuilder, image_size: int, blocks: Sequence[int]) -> None:
+    """ResNet-50/101 (Table 1 of He et al.): 1x1, 3x3, 1x1 bottleneck blocks."""
+    x = _resnet_stem(b, image_size)
+    in_channels = 64
+    for stage, (width, count) in enumerate(zip(RESNET_WIDTHS, blocks, strict=True), start=2):
+        stride = 1 if stage == 2 else 2
+        for block in range(count):
+            prefix = f"res{stage}.{block}"
+            s = stride if block == 0 else 1
+            out_channels = width * RESNET_EXPANSION
+            y = b.conv(f"{prefix}.conv1", x, width, 1)
+            y = b.conv(f"{prefix}.conv2", y, width, 3, stride=s)
+            y = b.conv(f"{prefix}.conv3", y, out_channels, 1)
+            shortcut = x
+            if block == 0 and (s != 1 or in_channels != out_channels):
+                shortcut = b.conv(f"{prefix}.downsample", x, out_channels, 1, stride=s)
+            x = b.add(f"{prefix}.add", [y, shortcut])
+            in_channels = out_channels
+    _resnet_head(b, x)
+
+
+# GoogLeNet: Szegedy et al., "Going Deeper with Convolutions", CVPR 2015, Table 1: per inception
+# module the 1x1, 3x3-reduce, 3x3, 5x5-reduce, 5x5 and pool-projection widths; "pool" marks the
+# 3x3 stride-2 max pooling between stages. The LRN layers and the auxiliary classifiers (training
+# only) are left out.
+GOOGLENET_MODULES = (
+    ("3a", (64, 96, 128, 16, 32, 32)),
+    ("3b", (128, 128, 192, 32, 96, 64)),
+    ("pool", ()),
+    ("4a", (192, 96, 208, 16, 48, 64)),
+    ("4b", (160, 112, 224, 24, 64, 64)),
+    ("4c", (128, 128, 256, 24, 64, 64)),
+    ("4d", (112, 144, 288, 32, 64, 64)),
+    ("4e", (256, 160, 320, 32, 128, 128)),
+    ("pool", ()),
+    ("5a", (256, 160, 320, 32, 128, 128)),
+    ("5b", (384, 192, 384, 48, 128, 128)),
+)
+
+
+def googlenet(b: CnnBuilder, image_size: int) -> None:
+    """GoogLeNet (Table 1 of Szegedy et al.): stem, nine inception modules, pooling, FC."""
+    x = b.input("image", 3, image_size, image_size)
+    x = b.conv("conv1", x, 64, 7, stride=2)
+    x = b.pool("pool1", x, "max", kernel=3, stride=2)
+    x = b.conv("conv2.reduce", x, 64, 1)
+    x = b.conv("conv2", x, 192, 3)
+    x = b.pool("pool2", x, "max", kernel=3, stride=2)
+    pools = 2
+    for name, widths in GOOGLENET_MODULES:
+        if name == "pool":
+            pools += 1
+            x = b.pool(f"pool{pools}", x, "max", kernel=3, stride=2)
+            continue
+        c1, r3, c3, r5, c5, proj = widths
+        prefix = f"inception{name}"
+        a = b.conv(f"{prefix}.1x1", x, c1, 1)
+        m = b.conv(f"{prefix}.3x3_reduce", x, r3, 1)
+        m = b.conv(f"{prefix}.3x3", m, c3, 3)
+        n = b.conv(f"{prefix}.5x5_reduce", x, r5, 1)
+        n = b.conv(f"{prefix}.5x5", n, c5, 5)
+        p = b.pool(f"{prefix}.pool", x, "max", kernel=3, stride=1)
+        p = b.conv(f"{prefix}.pool_proj", p, proj, 1)
+        x = b.concat(f"{prefix}.concat", [a, m, n, p])
+    x = b.pool("avgpool", x, "avg")
+    b.linear("fc", x, 1000)
+
+
+# SqueezeNet: Iandola et al., "SqueezeNet: AlexNet-level accuracy with 50x fewer parameters and
+# <0.5MB model size", arXiv:1602.07360, Table 1 (v1.0): per fire module the squeeze 1x1 and the
+# expand 1x1 and 3x3 widths; "pool" is a 3x3 stride-2 max pooling. Padding is "same" throughout
+# (the released Caffe model's unpadded maps are a row or two smaller).
+SQUEEZENET_FIRES = (
+    ("fire2", (16, 64, 64)),
+    ("fire3", (16, 64, 64)),
+    ("fire4", (32, 128, 128)),
+    ("pool", ()),
+    ("fire5", (32, 128, 128)),
+    ("fire6", (48, 192, 192)),
+    ("fire7", (48, 192, 192)),
+    ("fire8", (64, 256, 256)),
+    ("pool", ()),
+    ("fire9", (64, 256, 256)),
+)
+
+
+def squeezenet(b: CnnBuilder, image_size: int) -> None:
+    """SqueezeNet v1.0 (Table 1 of Iandola et al.): conv1, eight fire modules, conv10, pooling."""
+    x = b.input("image", 3, image_size, image_size)
+    x = b.conv("conv1", x, 96, 7, stride=2)
+    x = b.pool("maxpool1", x, "max", kernel=3, stride=2)
+    pools = 1
+    for name, widths in SQUEEZENET_FIRES:
+        if name == "pool":
+            pools += 1
+            x = b.pool(f"maxpool{pools}", x, "max", kernel=3, stride=2)
+            continue
+        squeeze, e1, e3 = widths
+        s = b.conv(f"{name}.squeeze", x, squeeze, 1)
+        left = b.conv(f"{name}.expand1x1", s, e1, 1)
+        right = b.conv(f"{name}.expand3x3", s, e3, 3)
+        x = b.concat(f"{name}.concat", [left, right])
+    x = b.conv("conv10", x, 1000, 1)
+    b.pool("avgpool", x, "avg")
+
+
+# DenseNet-121: Huang et al., "Densely Connected Convolutional Networks", CVPR 2017, Table 1:
+# growth rate k = 32, dense blocks of 6, 12, 24 and 16 layers, each layer a 1x1 bottleneck of 4k
+# channels and a 3x3 convolution of k whose output is concatenated to the block's features;
+# transitions halve the channels (compression 0.5) by a 1x1 convolution and 2x2 average pooling.
+DENSENET121_BLOCKS = (6, 12, 24, 16)
+DENSENET_GROWTH = 32
+DENSENET_BOTTLENECK = 4
+DENSENET_COMPRESSION = 0.5
+
+
+def densenet121(b: CnnBuilder, image_size: int) -> None:
+    """DenseNet-121 (Table 1 of Huang et al.); batch norms folded into the following conv."""
+    x = b.input("image", 3, image_size, image_size)
+    x = b.conv("conv0", x, 2 * DENSENET_GROWTH, 7, stride=2)
+    x = b.pool("pool0", x, "max", kernel=3, stride=2)
+    channels = 2 * DENSENET_GROWTH
+    for index, layers in enumerate(DENSENET121_BLOCKS, start=1):
+        for layer in range(layers):
+            prefix = f"block{index}.layer{layer}"
+            y = b.conv(f"{prefix}.conv1", x, DENSENET_BOTTLENECK * DENSENET_GROWTH, 1)
+            y = b.conv(f"{prefix}.conv2", y, DENSENET_GROWTH, 3)
+            x = b.concat(f"{prefix}.concat", [x, y])
+            channels += DENSENET_GROWTH
+        if index < len(DENSENET121_BLOCKS):
+            channels = int(channels * DENSENET_COMPRESSION)
+            x = b.conv(f"transition{index}.conv", x, channels, 1)
+            x = b.pool(f"transition{index}.pool", x, "avg", kernel=2, stride=2)
+    x = b.pool("avgpool", x, "avg")
+    b.linear("classifier", x, 1000)
+
+
+_PRESETS = {
+    "resnet18": lambda b, size: resnet_basic(b, size, RESNET18_BLOCKS),
+    "resnet34": lambda b, size: resnet_basic(b, size, RESNET34_BLOCKS),
+    "resnet50": resnet50,
+    "resnet101": lambda b, size: resnet_bottleneck(b, size, RESNET101_BLOCKS),
+    "mobilenet_v2": mobilenet_v2,
+    "googlenet": googlenet,
+    "squeezenet": squeezenet,
+    "densenet121": densenet121,
+}
 
 
 def images_per_run(spec: CnnSpec) -> tuple[float, str]:

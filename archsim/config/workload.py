@@ -128,10 +128,20 @@ class MoeLayerSpec(StrictModel):
 
 
 class CnnSpec(StrictModel):
-    """A convolutional network from a preset (ResNet-50, MobileNetV2), one inference pass."""
+    """A convolutional network from a preset (ResNet-18/34/50/101, MobileNetV2, GoogLeNet,
+    SqueezeNet, DenseNet-121), one inference pass."""
 
     generator: Literal["cnn"] = "cnn"
-    model: Literal["resnet50", "mobilenet_v2"] = Field(description="Network preset.")
+    model: Literal[
+        "resnet18",
+        "resnet34",
+        "resnet50",
+        "resnet101",
+        "mobilenet_v2",
+        "googlenet",
+        "squeezenet",
+        "densenet121",
+    ] = Field(description="Network preset.")
     batch: PositiveInt = Field(default=1, description="Images per inference.")
     image_size: PositiveInt = Field(default=224, description="Input height and width, in pixels.")
     dtype: DType = Field(default=DType.INT8, description="Weights and activations.")

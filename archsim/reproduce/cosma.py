@@ -5,25 +5,37 @@ non-compulsory off-chip traffic against replacement baselines, and its solve tim
 Setup, after the paper's Section V-A: the scratchpad is the paper's tightest budget M_R, "the
 maximum memory required by a single operator", i.e. the inputs and outputs of the hungriest op
 (here with its weights, the paper's activation-and-parameter setting); 8-bit tensors, batch 1,
-224x224 images for the CNNs. The paper compares against a TensorFlow Lite linear allocator under
-the default or the minimum-peak-memory order with Belady or ILP-greedy replacement and averages
-its 84% over ten human-designed DNNs; its 85% is the divide-and-conquer heuristic on four NAS
-graphs (PNASNet-5, AmoebaNet-D, NASNet-A, DARTS). Here the baselines are the same two schedules
-(the graph order, and a minimum-peak-memory order found by local search; its peak is the
-m_p_mib column) with first-fit allocation and LRU or Belady eviction, the reduction is taken
-against the best of the four on each graph, and the graphs are ResNet-50 and MobileNetV2 (two of
-the paper's ten; MILP windows of at most 8 ops) and two NASNet-A-like normal cells at 64 channels, 28x28 (divide and
-conquer: order search, then two passes of MILP windows, the second cut inside the first's
-windows). All traffic numbers come out of archsim's planners.
+224x224 images for the CNNs. The paper's baselines take the graph's default order or a
+minimum-peak-memory (MPMF) order, TensorFlow Lite's memory planner for addresses and Belady (or an
+ILP-greedy rule, not modelled here) for replacement. Here: both orders (the MPMF order found by
+local search; its peak is the m_p_mib column), Belady replacement counted in bytes and then
+TensorFlow Lite's greedy-by-size offsets for every residency interval (the tflite columns); the
+reduction is taken against the better order on each graph and averaged over the CNNs on which
+that baseline moves any non-compulsory bytes. The paper averages its 84% over ten human-designed
+DNNs, whose list was not at hand: the CNNs here are ResNet-18/34/50/101, MobileNetV2, GoogLeNet,
+SqueezeNet and DenseNet-121 with their original papers' layer shapes. For reference the table
+also gives online first-fit allocation with LRU or Belady eviction (the ff columns) and the
+reduction against the better of those. Its 85% is the divide-and-conquer heuristic on four NAS
+graphs (PNASNet-5, AmoebaNet-D, NASNet-A, DARTS); here two NASNet-A-like normal cells at 64
+channels, 28x28. Big graphs are divided and conquered: order search, then two passes of MILP
+windows of at most 8 ops, the second cut inside the first's windows. All traffic numbers come
+out of archsim's planners.
 """
 
 from __future__ import annotations
+
+import math
 
 import pandas as pd
 
 from archsim.config.workload import CnnSpec, NasCellSpec, WorkloadConfig
 from archsim.mappers.cosma import cosma_plan, solver_name
-from archsim.mappers.heuristics import min_peak_order, peak_live_bytes, plan_with_eviction
+from archsim.mappers.heuristics import (
+    min_peak_order,
+    peak_live_bytes,
+    plan_greedy_by_size,
+    plan_with_eviction,
+)
 from archsim.mappers.memory_plan import MemoryPlan, MemoryProblem
 from archsim.report.document import Document, Heading, Paragraph, Table
 from archsim.reproduce.base import Metric, Reproduction, metrics_table, register_reproduction
@@ -46,11 +58,18 @@ TIME_LIMIT_S = 2.0
 MAX_NODES = 2000
 ORDER_EVALUATIONS = 2000
 
-GRAPHS = {
-    "resnet50": CnnSpec(model="resnet50"),
-    "mobilenet_v2": CnnSpec(model="mobilenet_v2"),
-    "nas_cell": NasCellSpec(cells=2, channels=64, image_size=28),
-}
+CNN_MODELS = (
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "mobilenet_v2",
+    "googlenet",
+    "squeezenet",
+    "densenet121",
+)
+GRAPHS: dict[str, CnnSpec | NasCellSpec] = {m: CnnSpec(model=m) for m in CNN_MODELS}
+GRAPHS["nas_cell"] = NasCellSpec(cells=2, channels=64, image_size=28)
 
 
 def minimum_required_bytes(problem: MemoryProblem) -> int:
@@ -66,20 +85,24 @@ def _problem(name: str) -> MemoryProblem:
 
 
 def compare_graph(name: str) -> dict[str, float | str]:
-    """Non-compulsory MiB of the four baselines and of COSMA on one graph, and the solve time.
+    """Non-compulsory MiB of the baselines and of COSMA on one graph, and the solve time.
 
-    The baselines are the paper's two schedules, the graph's own order and a minimum-peak-memory
-    order, each with LRU and with Belady eviction."""
+    The paper's baselines: the graph's own order and a minimum-peak-memory order, each with
+    Belady replacement and TensorFlow Lite's greedy-by-size offsets (``tflite``); for reference
+    also online first-fit allocation with LRU or Belady eviction (``ff``)."""
     problem = _problem(name)
     row: dict[str, float | str] = {"ops": float(len(problem.ops))}
     row["m_r_mib"] = problem.capacity_bytes / 2**20
     low_peak = min_peak_order(problem, evaluations=ORDER_EVALUATIONS)
     row["m_p_mib"] = peak_live_bytes(problem, low_peak) / 2**20
     for schedule, order in (("graph", problem.ops), ("minpeak", low_peak)):
+        plan = plan_greedy_by_size(problem, order, "belady")
+        assert isinstance(plan, MemoryPlan), plan
+        row[f"{schedule}_tflite_belady_mib"] = plan.traffic.non_compulsory_bytes / 2**20
         for policy in ("lru", "belady"):
             plan = plan_with_eviction(problem, order, policy)
             assert isinstance(plan, MemoryPlan), plan
-            row[f"{schedule}_{policy}_mib"] = plan.traffic.non_compulsory_bytes / 2**20
+            row[f"{schedule}_ff_{policy}_mib"] = plan.traffic.non_compulsory_bytes / 2**20
     plan = cosma_plan(
         problem,
         time_limit_s=TIME_LIMIT_S,
@@ -88,42 +111,50 @@ def compare_graph(name: str) -> dict[str, float | str]:
         order_evaluations=ORDER_EVALUATIONS,
     )
     assert isinstance(plan, MemoryPlan), plan
-    row["cosma_mib"] = plan.traffic.non_compulsory_bytes / 2**20
+    cosma = plan.traffic.non_compulsory_bytes / 2**20
+    row["cosma_mib"] = cosma
     row["bound_mib"] = plan.stats.lower_bound_bytes / 2**20
     row["compulsory_mib"] = plan.traffic.compulsory_bytes / 2**20
     row["solve_time_s"] = plan.stats.solve_time_s
     row["subproblems"] = float(plan.stats.subproblems)
     row["orders_tried"] = float(plan.stats.order_evaluations)
     row["status"] = plan.stats.status
-    baseline = min(float(v) for k, v in row.items() if k.endswith(("_lru_mib", "_belady_mib")))
+    baseline = min(float(v) for k, v in row.items() if k.endswith("_tflite_belady_mib"))
+    first_fit = min(float(v) for k, v in row.items() if "_ff_" in k)
     row["baseline_mib"] = baseline
-    cosma = float(row["cosma_mib"])
-    row["reduction_pct"] = 100.0 * (1 - cosma / baseline) if baseline else 0.0
+    # a graph on which the baseline moves no non-compulsory byte has no reduction to take
+    row["reduction_pct"] = 100.0 * (1 - cosma / baseline) if baseline else math.nan
+    row["ff_reduction_pct"] = 100.0 * (1 - cosma / first_fit) if first_fit else math.nan
     return row
+
+
+def _mean(values: list[float]) -> float:
+    kept = [v for v in values if not math.isnan(v)]
+    return sum(kept) / len(kept) if kept else math.nan
 
 
 @register_reproduction("cosma")
 def reproduce_cosma() -> Reproduction:
     rows = {name: compare_graph(name) for name in GRAPHS}
-    cnn = [rows["resnet50"], rows["mobilenet_v2"]]
+    cnn = [rows[m] for m in CNN_MODELS]
     metrics = {
         "ilp_traffic_reduction_pct": Metric(
             paper=PAPER_ILP_REDUCTION_PCT,
-            archsim=sum(float(r["reduction_pct"]) for r in cnn) / len(cnn),
+            archsim=_mean([float(r["reduction_pct"]) for r in cnn]),
             tolerance=0.15,
             unit="%",
-            description="non-compulsory traffic cut vs the better of LRU/Belady, CNN graphs",
+            description="non-compulsory traffic cut vs TFLite offsets + Belady, mean over CNNs",
         ),
         "nas_traffic_reduction_pct": Metric(
             paper=PAPER_NAS_REDUCTION_PCT,
             archsim=float(rows["nas_cell"]["reduction_pct"]),
             tolerance=0.15,
             unit="%",
-            description="divide and conquer on the NAS cell graph vs the better baseline",
+            description="divide and conquer on the NAS cell graph vs TFLite offsets + Belady",
         ),
         "cnn_solve_time_s": Metric(
             paper=PAPER_CNN_SOLVE_TIME_S,
-            archsim=sum(float(r["solve_time_s"]) for r in cnn) / len(cnn),
+            archsim=_mean([float(r["solve_time_s"]) for r in cnn]),
             tolerance=1.0,
             unit="s",
             description="mean planning time of the CNN graphs (CBC windows vs Gurobi whole graphs)",
@@ -136,17 +167,20 @@ def reproduce_cosma() -> Reproduction:
             description="planning time of the NAS cell graph by divide and conquer",
         ),
     }
-    doc = Document("COSMA: scratchpad planning by MILP vs LRU and Belady")
+    doc = Document("COSMA: scratchpad planning by MILP vs TensorFlow Lite offsets with Belady")
     doc.add(Paragraph("Regenerate with `archsim reproduce cosma`."))
     doc.add(Paragraph(__doc__.split("\n\n", 1)[1].replace("\n", " ")))
     doc.add(
         Paragraph(
             f"Solver: {solver_name()}, {MAX_NODES} branch-and-bound nodes (CBC) and at most "
             f"{TIME_LIMIT_S:g} s per MILP window; order search: {ORDER_EVALUATIONS} orders, seed 0. "
-            "Status `warm_start` means the MILP windows found nothing better than the searched "
-            "order's LRU/Belady plan, which is then the result; `optimal` that every MILP was "
-            "solved to optimality or that the plan meets bound_mib, the traffic no plan can "
-            "avoid (tensors live across an op in every order that do not fit beside it)."
+            "COSMA starts from the best of the baselines' plans and of the searched order's "
+            "plans; status `warm_start` means the MILP windows found nothing better than that "
+            "start, which is then the result; `optimal` that every MILP was solved to "
+            "optimality or that the plan meets bound_mib, the traffic no plan can avoid "
+            "(tensors live across an op in every order that do not fit beside it). "
+            "reduction_pct is against baseline_mib (the better tflite column), ff_reduction_pct "
+            "against the best ff column; NaN where that baseline moves nothing."
         )
     )
     doc.add(Heading("Per graph"))
@@ -155,32 +189,44 @@ def reproduce_cosma() -> Reproduction:
     doc.add(Heading("Metrics"))
     doc.add(metrics_table(metrics))
     doc.add(Heading("Gaps"))
-    nas_baseline_mib = float(rows["nas_cell"]["baseline_mib"])
-    nas = GRAPHS["nas_cell"]
-    # the int8 stem output (batch 1), spilled once and reloaded once
-    stem_mib = 2 * nas.channels * nas.image_size**2 / 2**20
-    nas_floor_pct = 100 * (1 - stem_mib / nas_baseline_mib)
-    doc.add(
-        Paragraph(
-            "CNN reduction above the paper's 84%: two of the paper's ten graphs, both nearly "
-            "chains, against baselines with first-fit allocation and LRU or Belady eviction where "
-            "the paper's use the TensorFlow Lite linear allocator with Belady or an ILP-greedy "
-            "replacement; MobileNetV2 has M_P = M_R, and the paper too reports that COSMA removes "
-            "all non-compulsory traffic at M_P while the baselines do not. "
-            "NAS cells: this graph's floor (bound_mib). At the first cell's concatenation the "
-            "five block outputs and the concatenated result fill M_R exactly, so the stem output, "
-            "still needed by the second cell, must be spilled and reloaded once, a "
-            f"reduction of at most {nas_floor_pct:.1f}% against the baselines' "
-            f"{nas_baseline_mib:.2f} MiB; divide and conquer "
-            f"reaches {float(rows['nas_cell']['reduction_pct']):.1f}% (status "
-            f"{rows['nas_cell']['status']}). The paper's 85% averages "
-            "four real NAS networks with more cells. ResNet-50: every res5 block's 2.3 MiB "
-            "weight leaves no room for the block's shortcut, which is spilled and reloaded; the "
-            f"optimum lies between the bound ({float(rows['resnet50']['bound_mib']):.2f} MiB, "
-            "evictions forced in every order) and the plan "
-            f"({float(rows['resnet50']['cosma_mib']):.2f} MiB). "
-            "Solve times: CBC on 8-op windows after the order searches "
-            "here, Gurobi on whole graphs in the paper."
-        )
-    )
+    doc.add(Paragraph(_gaps(rows, cnn)))
     return Reproduction(name="cosma", metrics=metrics, report=doc)
+
+
+def _gaps(rows: dict[str, dict[str, float | str]], cnn: list[dict[str, float | str]]) -> str:
+    """The misses, with the numbers behind them."""
+    idle = [m for m, r in zip(CNN_MODELS, cnn, strict=True) if float(r["baseline_mib"]) == 0]
+    counted = [m for m in CNN_MODELS if m not in idle]
+    ff_mean = _mean([float(r["ff_reduction_pct"]) for r in cnn])
+    per_graph = ", ".join(
+        f"{m} {float(rows[m]['reduction_pct']):.0f}% "
+        f"({float(rows[m]['baseline_mib']):.2f} -> {float(rows[m]['cosma_mib']):.2f} MiB)"
+        for m in counted
+    )
+    nas = rows["nas_cell"]
+    slowest = max(CNN_MODELS, key=lambda m: float(rows[m]["solve_time_s"]))
+    return (
+        "CNN reduction far below the paper's 84%: planned offline, the baseline is strong. "
+        "Belady counting bytes and TensorFlow Lite's greedy-by-size offsets over the resulting "
+        "intervals fit without fragmentation losses, so at M_R the baseline moves no "
+        f"non-compulsory byte at all on {', '.join(idle)}, and on the others COSMA's cut is "
+        f"{per_graph}. Against online first-fit allocation, where a missing tensor is placed "
+        "when its op runs and fragmentation forces evictions, the same COSMA plans cut "
+        f"{ff_mean:.1f}% on average: the paper's 84% fits a baseline whose allocator loses "
+        "this much to fragmentation, which the TensorFlow Lite planner as modelled here does "
+        "not. Not modelled: the paper's ILP-greedy replacement, and its ten graphs (the list "
+        "was not at hand). COSMA's plans on the ResNets sit between the lower bound and the "
+        "plan (ResNet-50: "
+        f"{float(rows['resnet50']['bound_mib']):.2f} vs {float(rows['resnet50']['cosma_mib']):.2f}"
+        " MiB): every res5 block's 2.3 MiB weight leaves no room for the block's shortcut. "
+        f"NAS cells: the baseline's {float(nas['baseline_mib']):.3f} MiB already meets this "
+        f"graph's floor (bound {float(nas['bound_mib']):.3f} MiB: at the first cell's "
+        "concatenation the five block outputs and the result fill M_R while the stem output is "
+        "still needed), so no plan improves on it; against first-fit the cut is "
+        f"{float(nas['ff_reduction_pct']):.1f}%. The paper's 85% averages four real NAS networks "
+        "with many more cells. Solve time: graphs whose starting plan meets the bound take "
+        "no MILP (well under 0.3 s); the ResNets spend most of their time in the order search "
+        f"(2 x {ORDER_EVALUATIONS} orders, each planned by LRU and Belady) before 8-op CBC "
+        f"windows ({slowest}: {float(rows[slowest]['solve_time_s']):.1f} s), where the paper "
+        "runs Gurobi on whole graphs."
+    )
