@@ -58,6 +58,10 @@ TOLERANCE = 0.15
 PAPER_SPEEDUP = 2.67  # [Duplex] Sec. 7.1: Duplex+PE+T up to 2.67x the GPU's throughput
 PAPER_SPEEDUP_PLAIN = 2.51  # [Duplex] Sec. 7.1: Duplex (no co-processing) up to 2.51x
 PAPER_ENERGY = {"mixtral-8x7b": 0.3328, "glam-143b": 0.4203}  # [Duplex] Sec. 7.4, "up to"
+# [Duplex]'s simulator (its DRAM energy table, after FGDRAM Table 3): data movement of a full HBM
+# read and of a Logic-PIM read, pJ per bit; duplex.yaml's Logic-PIM price is derived from them
+FULL_READ_PJ_PER_BIT = 3.48
+LOGIC_PIM_READ_PJ_PER_BIT = 1.81
 # one joule per byte, so that a machine priced by dram_byte_counter reports bytes as joules
 _BYTE_PRICE = "1 J"
 
@@ -201,6 +205,8 @@ def _traffic_table(grid: pd.DataFrame) -> tuple[pd.DataFrame, str]:
                     "gpu_arithmetic_share": 1.0
                     - gpu * hbm.read_energy_per_byte_j / point.gpu_j_per_token,
                     "energy_reduction": point.duplex_pe_t_energy_reduction,
+                    # how much a Logic-PIM read price 1 pJ/B lower would add to the saving
+                    "reduction_per_pj_b": duplex["logic_pim"] * 1e-12 / point.gpu_j_per_token,
                 }
             )
     table = pd.DataFrame(rows)
@@ -265,6 +271,8 @@ def reproduce_duplex() -> Reproduction:
     hbm_pj = gpu.config.hbm.read_energy_per_byte_j * 1e12
     pim_pj = logic_pim.config.dram.read_energy_per_byte_j * 1e12
     traffic, explained = _traffic_table(grid)
+    per_pj = float(traffic.reduction_per_pj_b.max())
+    ratio_pj = hbm_pj * LOGIC_PIM_READ_PJ_PER_BIT / FULL_READ_PJ_PER_BIT
     doc = Document("Duplex reproduction")
     doc.add(Paragraph("Regenerate with `archsim reproduce duplex`."))
     doc.add(Heading("Setup"))
@@ -311,9 +319,11 @@ def reproduce_duplex() -> Reproduction:
             f"{hbm_pj:.0f} pJ/B for the H100 and the xPU alike, and at {pim_pj:.1f} pJ/B for "
             "Logic-PIM, whose reads skip the global I/O wires to the data TSVs and the "
             "interposer (Sec. 4.3). That price comes from the paper's own DRAM energies, whose "
-            "simulator charges 3.48 pJ/bit of data movement to a full HBM read and 1.81 pJ/bit "
-            "to a Logic-PIM read (FGDRAM Table 3 segments), activation alike; h100.yaml's full "
-            "access less the 1.67 pJ/bit that only the xPU's reads move gives it "
+            f"simulator charges {FULL_READ_PJ_PER_BIT} pJ/bit of data movement to a full HBM "
+            f"read and {LOGIC_PIM_READ_PJ_PER_BIT} pJ/bit to a Logic-PIM read (FGDRAM Table 3 "
+            "segments), activation alike; h100.yaml's full access less the "
+            f"{FULL_READ_PJ_PER_BIT - LOGIC_PIM_READ_PJ_PER_BIT:.2f} pJ/bit that only the xPU's "
+            "reads move gives it "
             "(duplex.yaml). Duplex's DRAM energy can therefore fall at most "
             f"1 - {pim_pj:.1f}/{hbm_pj:.0f} = {1 - pim_pj / hbm_pj:.0%} below the GPU's, and "
             "only on the bytes Logic-PIM reads."
@@ -385,7 +395,12 @@ def reproduce_duplex() -> Reproduction:
             "counts it; the order (Mixtral below GLaM) and the trends (Mixtral's saving falling "
             "with the batch, both rising with the length) are the paper's. The model leaves out "
             "the communication between devices, which the paper's cluster model adds alike to "
-            "both systems and which would pull both ratios a little toward 1. Board-level "
+            "both systems and which would pull both ratios a little toward 1. The savings hang "
+            "on the Logic-PIM read price, derived rather than measured: a price 1 pJ/B lower "
+            f"adds reduction_per_pj_b to the saving (up to {per_pj:.3f}), so the paper's own "
+            f"{LOGIC_PIM_READ_PJ_PER_BIT}/{FULL_READ_PJ_PER_BIT} ratio applied to the whole "
+            f"{hbm_pj:.0f} pJ/B ({ratio_pj:.1f} pJ/B, activation scaled too) would add up to "
+            f"{per_pj * (pim_pj - ratio_pj):.3f}. Board-level "
             f"savings (up to {grid.duplex_pe_t_board_energy_reduction.max():.2f}) are far above "
             "the paper's because they include the GPU's "
             "measured interface and SM power and its idle power, which the paper does not "
