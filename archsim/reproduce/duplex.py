@@ -10,7 +10,6 @@ are the paper's.
 from __future__ import annotations
 
 import copy
-from functools import cache
 
 import pandas as pd
 
@@ -74,7 +73,6 @@ SYSTEMS = {
 }
 
 
-@cache
 def _raw(name: str) -> dict:
     return load_machine(resolve(name, "archsim.hwconfigs")).raw
 
@@ -337,7 +335,8 @@ def reproduce_duplex() -> Reproduction:
             "37 pJ/B from L2 to the SMs), and duplex.yaml's xPU carries the same block, so the "
             "two GPUs are priced alike; each HBM byte the GPU streams to its SMs costs "
             f"{gpu_byte_pj:.0f} pJ there against {pim_pj:.1f} pJ for a Logic-PIM read, and the "
-            f"{gpu.static_power_w():.0f} W idle power runs for a shorter time (the speedup). "
+            f"{gpu.static_power_w():.0f} W idle power of both (h100.yaml's typical figure; "
+            "122 W measured there) runs for a shorter time (the speedup). "
             "This is not the paper's metric: it "
             "prices the GPU's measured overheads but none of Logic-PIM's beyond its MACs and an "
             "assumed 10 W, whose controller, buffers and logic-die wires the paper prices with "
