@@ -265,8 +265,12 @@ def reproduce_neupims() -> Reproduction:
     doc.add(Heading("Assumptions"))
     doc.add(
         Paragraph(
-            "One decode step of each trace's batch stands for the paper's steady state; prefill "
-            "and request turnover are left out for every system alike. Each per-device figure "
+            "One decode step of each trace's batch stands for the paper's steady state, each "
+            "request's trace seq_len taken as its KV-cache length; prefill and request turnover "
+            "are left out for every system alike. Widths and heads are the repository's; layer "
+            "counts are GPT-3's (Brown et al. 2020, Table 2.1: 32, 40, 96), and 48 for the 30B "
+            "model GPT-3 does not have (OPT-30B's, Zhang et al. 2022, at the same width and "
+            "heads); the stage depth does not change any ratio. Each per-device figure "
             "ignores the other devices of the tensor- and pipeline-parallel group (their "
             "communication and pipeline bubbles), alike for every system. The paper quotes its "
             "gains as averages without saying whether arithmetic or geometric; the arithmetic "
