@@ -584,13 +584,20 @@ def cosma_plan(
     failure = ""
     for cuts in passes:
         conquered = _conquer(
-            problem, cuts, warm if len(cuts) == 1 else None, time_limit_s, gap_rel, max_nodes
+            problem,
+            cuts,
+            warm if len(cuts) == 1 else None,
+            time_limit_s,
+            gap_rel,
+            max_nodes,
+            start=warm,
         )
-        solved += len(cuts)
         if isinstance(conquered, str):
+            solved += len(cuts)
             logger.info("cosma: %s", conquered)
             failure = conquered
             continue
+        solved += conquered.solved
         variables += conquered.variables
         constraints += conquered.constraints
         if best is None or (
@@ -622,6 +629,7 @@ class _Conquered:
     gap_rel: float
     variables: int
     constraints: int
+    solved: int
 
 
 def _conquer(
@@ -631,16 +639,29 @@ def _conquer(
     time_limit_s: float,
     gap_rel: float,
     max_nodes: int | None,
+    start: MemoryPlan | None = None,
 ) -> _Conquered | str:
-    """Solve ``windows`` one after another, each inheriting the scratchpad the previous left."""
+    """Solve ``windows`` one after another, each inheriting the scratchpad the previous left.
+
+    ``start`` is a plan of the same op order: the windows before its first step with any
+    non-compulsory traffic keep its steps instead of being solved (it already moves nothing
+    there, the least a window's MILP can reach), and the first solved window inherits its
+    scratchpad."""
     state = _State()
     steps: list[str] = []
     allocations: list[Allocation] = []
     statuses: list[str] = []
     gaps: list[float] = []
-    variables = constraints = 0
+    variables = constraints = solved = 0
     done: set[str] = set()
-    for window in windows:
+    skipped = _clean_prefix_windows(start, windows)
+    if skipped:
+        boundary = sum(len(w) for w in windows[:skipped])
+        assert start is not None
+        steps, allocations, state = _state_at(problem, start, boundary)
+        for window in windows[:skipped]:
+            done |= set(window)
+    for window in windows[skipped:]:
         done |= set(window)
         later = set(problem.ops) - done
         result = _solve_window(
@@ -648,6 +669,7 @@ def _conquer(
         )
         if isinstance(result, str):
             return result
+        solved += 1
         steps += result.order
         allocations += result.allocations
         statuses.append(result.status)
@@ -660,4 +682,50 @@ def _conquer(
     status = "optimal" if all(s == "optimal" for s in statuses) else "time_limit"
     gap = math.nan if any(math.isnan(g) for g in gaps) else max(gaps, default=math.nan)
     plan = make_plan(problem, tuple(steps), legal, SolverStats("divide_conquer", "", status, 0.0))
-    return _Conquered(plan, status, gap, variables, constraints)
+    return _Conquered(plan, status, gap, variables, constraints, solved)
+
+
+def _clean_prefix_windows(start: MemoryPlan | None, windows: list[list[str]]) -> int:
+    """How many leading windows ``start`` (a plan of the windows' order) crosses with no
+    non-compulsory traffic charged to any of their steps."""
+    if start is None or list(start.order) != [op for w in windows for op in w]:
+        return 0
+    charged = [
+        r + s for r, s in zip(start.reload_bytes_by_step, start.spill_bytes_by_step, strict=True)
+    ]
+    first_charged = next((i for i, b in enumerate(charged) if b > 0), len(charged))
+    count = end = 0
+    for window in windows[:-1]:  # the last window is left to the MILP in any case
+        end += len(window)
+        if end > first_charged:
+            break
+        count += 1
+    return count
+
+
+def _state_at(
+    problem: MemoryProblem, plan: MemoryPlan, boundary: int
+) -> tuple[list[str], list[Allocation], _State]:
+    """``plan``'s steps before ``boundary``, its intervals that end before it, and the scratchpad
+    it hands on there: residents with their offsets, and the intermediates already spilled
+    (evicted before the boundary while still needed after it)."""
+    steps = list(plan.order[:boundary])
+    step_of = {op: i for i, op in enumerate(plan.order)}
+    state = _State()
+    closed: list[Allocation] = []
+    for a in plan.allocations:
+        if a.start_step >= boundary:
+            continue
+        if a.end_step >= boundary:
+            state.resident[a.tensor] = _Carried(a.offset_bytes, a.start_step, a.loaded)
+            continue
+        closed.append(a)
+        t = problem.tensors[a.tensor]
+        if t.role != "intermediate":
+            state.loaded_once.add(a.tensor)
+        elif not t.is_output and any(step_of[c] >= boundary for c in t.consumers):
+            state.spilled.add(a.tensor)
+    for name in state.resident:
+        if problem.tensors[name].role != "intermediate":
+            state.loaded_once.add(name)
+    return steps, closed, state

@@ -310,6 +310,16 @@ def _heuristic_bytes(problem: MemoryProblem, order: tuple[str, ...]) -> float:
     )
 
 
+def _best_plan_of(problem: MemoryProblem, order: tuple[str, ...]) -> MemoryPlan | str:
+    """The better of the first-fit plans and the byte-counting Belady plan with TensorFlow Lite
+    offsets for ``order``."""
+    plans = [best_heuristic_plan(problem, order), plan_greedy_by_size(problem, order, "belady")]
+    found = [p for p in plans if isinstance(p, MemoryPlan)]
+    if not found:
+        return str(plans[0])
+    return min(found, key=lambda p: p.traffic.non_compulsory_bytes)
+
+
 def successors(problem: MemoryProblem) -> dict[str, list[str]]:
     """Ops that depend on each op."""
     after: dict[str, list[str]] = {op: [] for op in problem.ops}
@@ -418,7 +428,9 @@ def search_order(
     order and puts it back at a random position between its last predecessor and its first
     successor (so every candidate is a valid order), plans the candidate with
     :func:`best_heuristic_plan` and keeps it when it moves no more non-compulsory bytes
-    (equal-cost moves are kept so the search can cross plateaus). It is how the divide and
+    (equal-cost moves are kept so the search can cross plateaus). The order found is planned
+    once more by Belady with TensorFlow Lite's offsets (:func:`plan_greedy_by_size`), and the
+    better plan is returned. It is how the divide and
     conquer of :func:`archsim.mappers.cosma.cosma_plan` fixes which ops share a window, and on
     its own a schedule heuristic for graphs with many parallel branches (NAS cells), where the
     order decides how many block outputs are live at once.
@@ -446,10 +458,10 @@ def search_order(
     """
     started = time.perf_counter()
     order = list(start if start is not None else problem.ops)
-    first = best_heuristic_plan(problem, tuple(order))
-    if isinstance(first, str):
-        return first
-    best_bytes = first.traffic.non_compulsory_bytes
+    reason = problem.infeasible_reason()
+    if reason is not None:
+        return reason
+    best_bytes = _heuristic_bytes(problem, tuple(order))
     after = successors(problem)
     rng = random.Random(seed)
     position = {op: i for i, op in enumerate(order)}
@@ -475,6 +487,6 @@ def search_order(
         solve_time_s=time.perf_counter() - started,
         order_evaluations=tried,
     )
-    best = best_heuristic_plan(problem, tuple(order))
-    assert isinstance(best, MemoryPlan)  # the start's working sets fit, so every order's do
+    best = _best_plan_of(problem, tuple(order))
+    assert isinstance(best, MemoryPlan)  # every op's working set fits
     return dataclasses.replace(best, stats=stats)
