@@ -21,10 +21,13 @@ The weight is archsim's ``Gemm.b``: ``K x N`` (reduction x output features); the
 * **Sputnik** (Gale et al., SC 2020; its fp16 ``CudaSpmm`` in ``sputnik/spmm/cuda_spmm.cu.cc``):
   CSR with 16-bit column indices, one-dimensional tiling: a 32-thread block handles 4 weight rows,
   8 threads per row, and for every kept weight each thread loads a 2/4/8-element strip of the
-  activation row it indexes (through L1, from L2 on a miss), converts it to fp32 and does FMAs on
-  the CUDA cores. Its time is the largest of: instruction issue (per-kept-weight instruction
-  counts against the SM's issue, load/store and fp32 pipes), the activation strips missed in L1
-  at L2 bandwidth, and HBM traffic.
+  activation row it indexes (``__ldg``, through L1, from L2 on a miss), converts it to fp32 and
+  does FMAs on the CUDA cores. Its time is the largest of: instruction issue (per-kept-weight
+  instruction counts against the SM's issue, load/store and fp32 pipes), the activation strips
+  missed in L1 at L2 bandwidth, and HBM traffic. The rows resident on an SM walk their sorted
+  column indices at the same pace, so they sweep the activation rows together and mostly find
+  the strips that the rows ahead of them fetched still in L1 (:func:`sputnik_l1_hit_rate`, an
+  LRU simulation of that sweep).
 * **SparTA** as the Flash-LLM artifact runs it (``kernel_benchmark/sparTA.h``): the first two kept
   weights of each group of four along K go to cuSPARSELt's 2:4 GEMM (archsim's GPU model of a 2:4
   GEMM), the rest to Sputnik; two kernels, one after the other.
@@ -33,6 +36,7 @@ The weight is archsim's ``Gemm.b``: ``K x N`` (reduction x output features); the
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -48,6 +52,7 @@ from archsim.kernels.sparse_tiles import (
     closed_network_cycle,
     schedule_blocks,
 )
+from archsim.kernels.sweep_cache import iid_csr_rows, sweep_hits
 
 # Shared memory serves 32 banks of 4 bytes per clock on every SM from Volta to Hopper (CUDA C++
 # Programming Guide, "Shared Memory" of compute capabilities 7.x, 8.x, 9.0).
@@ -83,9 +88,6 @@ WARP_ISSUE_PER_CLOCK_PER_SM = 4.0
 LSU_ISSUE_PER_CLOCK_PER_SM = 1.0
 FP32_WARP_INSTR_PER_CLOCK_PER_SM = 2.0
 WARP_SIZE = 32
-# L1 and L2 move 32-byte sectors (CUDA C++ Best Practices Guide, "Coalesced Access to Global
-# Memory").
-SECTOR_BYTES = 32
 # Shared memory the CUDA runtime reserves per resident block on 8.x (CUDA C++ Programming Guide,
 # "Shared Memory" of compute capability 8.x: 1 KB per block).
 RESERVED_SHARED_BYTES_PER_BLOCK = 1024
@@ -183,6 +185,8 @@ class SpmmCost:
         ``issue``, ``lsu``, ``fp32`` or ``l2``.
     notes:
         The configuration chosen (split-K, blocks per SM ...).
+    l1_hit_rate:
+        Share of the activation reads that hit in L1 (Sputnik only).
     """
 
     kernel: str
@@ -192,6 +196,7 @@ class SpmmCost:
     imbalance: float = 1.0
     bound: str = "memory"
     notes: str = ""
+    l1_hit_rate: float | None = None
 
 
 def flash_llm_spmm(
@@ -373,6 +378,52 @@ def sputnik_l1_bytes(
     return max(l1_shared_bytes_per_sm - carveout_kb * 1024.0, 0.0)
 
 
+# L1 lines are 128 bytes of four 32-byte sectors (CUDA C++ Best Practices Guide, "Coalesced
+# Access to Global Memory"); a miss allocates a line.
+L1_LINE_BYTES = 128
+# Sputnik's fp16 sparse tile: 32 half2 value pairs and 32 short2 index pairs per row, 64 kept
+# weights (SpmmConfig kBlockItemsK = 32), read with __ldg (load_store.h): two 128-byte lines of
+# each row's values and indices per 64 kept weights, never read again.
+SPUTNIK_TILE_NNZ = 64
+SPUTNIK_TILE_LINES = 2
+# Masks of the i.i.d. rows whose sweep is simulated (fixed, so a cost is a pure function).
+SWEEP_SEED = 0
+
+
+@functools.lru_cache(maxsize=4096)
+def sputnik_l1_hit_rate(
+    k: int,
+    density: float,
+    slots: int,
+    rows: int,
+    columns_per_line: int,
+    capacity_lines: int,
+) -> float:
+    """Share of Sputnik's activation reads that hit in one SM's L1, for i.i.d. masks.
+
+    Sputnik's CSR rows keep their column indices sorted (the Flash-LLM artifact's
+    sputnik_utils.h builds them by scanning columns in order), the rows resident on an SM issue
+    their kept weights at the same rate, and each kept weight reads the activation row it
+    indexes with ``__ldg`` (load_store.h), so the SM's rows sweep the ``k`` activation rows
+    together and a strip one row fetched is often still in L1 when the rows behind it reach it.
+    :func:`archsim.kernels.sweep_cache.sweep_hits` plays this out exactly for ``rows`` i.i.d.
+    rows of ``density`` on ``slots`` resident rows (later waves start as rows end), an LRU L1 of
+    ``capacity_lines`` lines, ``columns_per_line`` activation rows per line and the sparse tiles
+    streaming through the same L1.
+    """
+    columns, lengths = iid_csr_rows(rows, k, density, SWEEP_SEED)
+    hits, reads = sweep_hits(
+        columns,
+        lengths,
+        slots,
+        columns_per_line,
+        capacity_lines,
+        SPUTNIK_TILE_NNZ,
+        SPUTNIK_TILE_LINES,
+    )
+    return hits / reads if reads else 0.0
+
+
 def sputnik_spmm(
     gpu: GpuConfig,
     tokens: int,
@@ -400,9 +451,8 @@ def sputnik_spmm(
     -----
     Each kept weight costs the per-thread instructions of the SPUTNIK_* constants on each of the 8
     threads of its row, one warp instruction serving 4 rows; issue, the load/store pipe and the
-    fp32 pipe each bound it. The activation strip of each kept weight hits in L1 with probability
-    capacity / working set (random reuse of the ``k`` activation rows); misses move whole sectors
-    from L2.
+    fp32 pipe each bound it. The activation strip of each kept weight hits in L1 with the
+    probability of :func:`sputnik_l1_hit_rate`; a missed line is refilled from L2.
     """
     eff = gpu.efficiency
     hbm_bw = gpu.hbm.bw_bytes_per_s * eff.hbm
@@ -432,10 +482,21 @@ def sputnik_spmm(
     # staged in shared memory per block (SpmmConfig kBlockItemsK = 32 half2 pairs)
     shared_per_block = 64.0 * SPUTNIK_ROWS_PER_BLOCK * 2.0 * FP16_BYTES
     l1 = sputnik_l1_bytes(l1_shared_bytes_per_sm, blocks_per_sm, shared_per_block)
-    strip_sectors = math.ceil(min(tokens, row_width) * FP16_BYTES / SECTOR_BYTES)
-    working_set = k * strip_sectors * SECTOR_BYTES
-    hit = min(1.0, l1 / working_set)
-    parts["l2"] = nnz * strips * strip_sectors * SECTOR_BYTES * (1.0 - hit) / l2_bw
+    # one SM's rows of one column strip: resident ones, and all it runs over the kernel
+    slots = max(1, blocks_per_sm * SPUTNIK_ROWS_PER_BLOCK // strips)
+    sm_rows = -(-blocks // busy_sms) * SPUTNIK_ROWS_PER_BLOCK // strips
+    density = min(1.0, nnz / (float(k) * n))
+    # the activations are K x tokens row-major: a line holds the strips of this many rows
+    columns_per_line = max(1, L1_LINE_BYTES // int(tokens * FP16_BYTES))
+    capacity_lines = int(l1 // L1_LINE_BYTES)
+    hit = (
+        sputnik_l1_hit_rate(k, density, slots, sm_rows, columns_per_line, capacity_lines)
+        if capacity_lines > 0
+        else 0.0
+    )
+    # a missed line is refilled sector by sector as the sweep reads the rows it holds
+    line_fill_bytes = min(L1_LINE_BYTES, columns_per_line * min(tokens, row_width) * FP16_BYTES)
+    parts["l2"] = nnz * strips * line_fill_bytes * (1.0 - hit) / l2_bw
 
     out_bytes = tokens * n * FP16_BYTES
     hbm_bytes = SPUTNIK_BYTES_PER_NNZ * nnz + FP32_BYTES * n + k * tokens * FP16_BYTES + out_bytes
@@ -448,6 +509,7 @@ def sputnik_spmm(
         metadata_bytes=(SPUTNIK_BYTES_PER_NNZ - FP16_BYTES) * nnz + FP32_BYTES * n,
         bound=bound,
         notes=f"{blocks} blocks, L1 hit {hit:.2f}",
+        l1_hit_rate=hit,
     )
 
 
