@@ -2,10 +2,13 @@
 
 Semantics shared by the Numba kernel and its plain-Python reference (tests compare them):
 
-* One SM runs ``slots`` resident sparse rows at once (its thread blocks' rows). Every slot issues
-  one kept weight per step, all slots in turn (lockstep: the rows of an SM share its pipes
-  evenly). When a slot's row ends, the slot starts the SM's next unstarted row at the next step,
-  so later waves start as the rows before them end.
+* One SM runs ``slots`` resident sparse rows at once (its thread blocks' rows). Each step, every
+  slot in turn issues its next kept weight with its own probability ``slot_rates[slot]`` (all 1:
+  strict lockstep; a spread of rates: rows that the warp schedulers favour pull ahead). The draws
+  come from a 64-bit linear congruential generator (Knuth's MMIX constants) seeded with
+  ``seed``, one draw per slot and step, so the kernel and the reference see the same draws. When
+  a slot's row ends, the slot starts the SM's next unstarted row at its own rate, so later waves
+  start as the rows before them end.
 * Each row's kept weights are its column indices in issue order (a CSR row keeps them sorted;
   any order is simulated as given). A kept weight at column
   ``c`` reads the dense operand's row ``c``; ``columns_per_line`` consecutive dense rows share one
@@ -25,6 +28,12 @@ from collections import OrderedDict
 import numba
 import numpy as np
 
+# Knuth's MMIX linear congruential generator: state = a * state + c mod 2**64; a draw is the top
+# 53 bits over 2**53.
+LCG_MULTIPLIER = 6364136223846793005
+LCG_INCREMENT = 1442695040888963407
+MASK_64 = (1 << 64) - 1
+
 
 @numba.njit(cache=True)
 def sweep_hits(
@@ -35,8 +44,10 @@ def sweep_hits(
     capacity_lines: int,
     stream_every: int,
     stream_lines: int,
+    slot_rates: np.ndarray,
+    seed: int = 0,
 ) -> tuple[int, int]:
-    """Dense-row hits and reads of one SM's rows under lockstep issue and an LRU cache.
+    """Dense-row hits and reads of one SM's rows sweeping together through an LRU cache.
 
     Parameters
     ----------
@@ -52,7 +63,15 @@ def sweep_hits(
         Cache lines (>= 1).
     stream_every, stream_lines:
         Each row reads ``stream_lines`` never-reused lines every ``stream_every`` kept weights.
+    slot_rates:
+        float64 array ``(slots,)``: each slot's chance of issuing in a step (0 < p <= 1).
+    seed:
+        Seed of the draws.
     """
+    state = np.uint64(seed)
+    multiplier = np.uint64(LCG_MULTIPLIER)
+    increment = np.uint64(LCG_INCREMENT)
+    shift = np.uint64(11)
     rows = lengths.shape[0]
     max_column = 0
     for r in range(rows):
@@ -90,6 +109,9 @@ def sweep_hits(
         for s in range(slots):
             r = row_of_slot[s]
             if r < 0:
+                continue
+            state = state * multiplier + increment
+            if float(state >> shift) / 9007199254740992.0 >= slot_rates[s]:
                 continue
             if pos_of_slot[s] >= lengths[r]:
                 if next_row < rows:
@@ -160,9 +182,12 @@ def sweep_hits_reference(
     capacity_lines: int,
     stream_every: int,
     stream_lines: int,
+    slot_rates: np.ndarray,
+    seed: int = 0,
 ) -> tuple[int, int]:
     """Plain-Python :func:`sweep_hits` (an ordered dict as the LRU list)."""
     rows = len(lengths)
+    state = seed
     cache: OrderedDict[tuple[str, int], None] = OrderedDict()
     hits = reads = 0
     stream_id = 0
@@ -180,9 +205,12 @@ def sweep_hits_reference(
     resident: list[list[int]] = [[queue.pop(0), 0] for _ in range(min(slots, rows))]
     resident += [[-1, 0] for _ in range(slots - len(resident))]
     while any(r >= 0 for r, _ in resident):
-        for slot in resident:
+        for index, slot in enumerate(resident):
             row, pos = slot
             if row < 0:
+                continue
+            state = (state * LCG_MULTIPLIER + LCG_INCREMENT) & MASK_64
+            if (state >> 11) / 2.0**53 >= slot_rates[index]:
                 continue
             if pos >= lengths[row]:
                 if not queue:

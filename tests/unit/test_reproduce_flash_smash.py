@@ -22,6 +22,7 @@ from archsim.hw.gpu_sparse import (
     flash_llm_spmm,
     flash_llm_tiling,
     group_counts,
+    sputnik_l1_hit_rate,
     sputnik_spmm,
     two_four_split,
 )
@@ -152,7 +153,7 @@ def test_sputnik_per_nonzero_cost_grows_with_strip_width_and_l1_misses(a100):
     assert per[0] == pytest.approx(per[1]) and per[1] < per[2] < per[3]
     # the rows sweeping together find most strips in L1, so the CUDA cores bound the kernel
     full = sputnik_spmm(a100, 64, nnz, k, n, l1)
-    assert full.bound == "fp32" and full.l1_hit_rate > 0.8
+    assert full.bound == "fp32" and full.l1_hit_rate > 0.5
     # with a few KB of L1 left after the shared-memory carve-out the misses go to L2
     starved = sputnik_spmm(a100, 64, nnz, k, n, 70 * 1024)
     assert starved.l1_hit_rate < full.l1_hit_rate
@@ -172,7 +173,8 @@ def test_sweep_kernel_matches_reference(
     rows, k, density, slots, per_line, capacity, stream_every, stream_lines
 ):
     columns, lengths = iid_csr_rows(rows, k, density, seed=3)
-    args = (columns, lengths, slots, per_line, capacity, stream_every, stream_lines)
+    rates = np.linspace(1.0, 0.6, slots)
+    args = (columns, lengths, slots, per_line, capacity, stream_every, stream_lines, rates, 5)
     assert sweep_hits(*args) == sweep_hits_reference(*args)
 
 
@@ -191,17 +193,64 @@ def test_sorted_sweep_reuses_what_random_order_cannot():
     # 32 resident rows over 4000 activation rows with room for 300 lines: a sweep in column
     # order finds most strips fetched by the rows ahead; the same reads in a random order do not
     columns, lengths = iid_csr_rows(64, 4000, 0.3, seed=2)
-    sorted_hits, reads = sweep_hits(columns, lengths, 32, 1, 300, 0, 0)
+    lockstep = np.ones(32)
+    sorted_hits, reads = sweep_hits(columns, lengths, 32, 1, 300, 0, 0, lockstep)
     rng = np.random.default_rng(0)
     shuffled = columns.copy()
     for row, length in zip(shuffled, lengths, strict=True):
         row[:length] = rng.permutation(row[:length])
-    random_hits, _ = sweep_hits(shuffled, lengths, 32, 1, 300, 0, 0)
+    random_hits, _ = sweep_hits(shuffled, lengths, 32, 1, 300, 0, 0, lockstep)
     assert sorted_hits / reads > 0.6
     assert random_hits / reads < 300 / 4000 + 0.05  # capacity over working set
-    # a smaller cache, and sparse tiles streaming through it, both cost hits
-    assert sweep_hits(columns, lengths, 32, 1, 100, 0, 0)[0] < sorted_hits
-    assert sweep_hits(columns, lengths, 32, 1, 300, 8, 2)[0] < sorted_hits
+    # a smaller cache, sparse tiles streaming through it, and rows drifting apart cost hits
+    assert sweep_hits(columns, lengths, 32, 1, 100, 0, 0, lockstep)[0] < sorted_hits
+    assert sweep_hits(columns, lengths, 32, 1, 300, 8, 2, lockstep)[0] < sorted_hits
+    drifting = np.linspace(1.0, 0.5, 32)
+    assert sweep_hits(columns, lengths, 32, 1, 300, 0, 0, drifting)[0] < sorted_hits
+
+
+# H100 (CUDA C++ Programming Guide, compute capability 9.0): 132 SMs, 256 KB of L1 and shared
+# memory per SM, shared-memory carve-outs in KB, 32 resident blocks per SM.
+H100_SMS, H100_L1_SHARED_KB = 132, 256
+H100_CARVEOUTS_KB = (0, 8, 16, 32, 64, 100, 132, 164, 196, 228)
+
+
+def test_sweep_hit_rates_match_a_sputnik_like_kernel_measured_on_h100():
+    """sputnik_like_sweep.py's kernel: 1.5 KB of shared memory per block, int32 indices."""
+    measured = pd.read_csv(ROOT / "tests" / "data" / "h100" / "sputnik_like_sweep.csv")
+    # sorted rows stay far above shuffled ones: the sweep is what L1 reuses
+    pivot = measured.pivot_table(
+        index=["n_out", "k", "density", "tokens"],
+        columns="shuffled",
+        values="ld_sector_hits",
+    )
+    assert (pivot[0] > 2.0 * pivot[1]).all()
+    errors, lockstep_errors = [], []
+    for case in measured[(measured["shuffled"] == 0) & (measured["tokens"] >= 32)].itertuples():
+        # a dense read is tokens / 16 sectors per kept weight; the other sectors are the
+        # sparse tiles', which mostly miss: the dense hit rate lies between these two
+        dense_sectors = case.nnz * case.tokens / 16
+        sparse_sectors = case.ld_sectors - dense_sectors
+        low = (case.ld_sector_hits - sparse_sectors) / dense_sectors
+        high = case.ld_sector_hits / dense_sectors
+        blocks = case.n_out // 4
+        per_sm = -(-blocks // H100_SMS)
+        resident = min(32, per_sm)
+        carveout = next(c for c in H100_CARVEOUTS_KB if c >= resident * 2.5)
+        capacity = (H100_L1_SHARED_KB - carveout) * 1024 // 128
+        per_line = 128 // (2 * case.tokens)
+        args = (case.k, case.density, resident, 4, per_sm * 4, per_line, capacity)
+        predicted = sputnik_l1_hit_rate(*args, stream_lines=3)
+        assert low - 0.12 < predicted < high + 0.12, (case, predicted)
+        errors.append(predicted - (low + high) / 2)
+        columns, lengths = iid_csr_rows(per_sm * 4, case.k, case.density, 0)
+        hits, reads = sweep_hits(
+            columns, lengths, resident * 4, per_line, capacity, 64, 3, np.ones(resident * 4)
+        )
+        lockstep_errors.append(hits / reads - (low + high) / 2)
+    assert np.sqrt(np.mean(np.square(errors))) < 0.1
+    # in strict lockstep the long rows would keep far more in L1 than was measured
+    assert np.mean(lockstep_errors) > 0.15
 
 
 def test_a100_two_four_terms_reproduce_the_h100_measurement_at_flash_llm_shapes(a100):
@@ -347,6 +396,7 @@ def flash():
         "speedup_over_dense_70",
         "speedup_over_dense_80",
         "speedup_over_dense_90",
+        "speedup_over_sputnik_70",
     ],
 )
 def test_flash_llm_matches_paper(flash, metric):
