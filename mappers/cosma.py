@@ -52,6 +52,7 @@ from archsim.mappers.memory_plan import (
     SolverStats,
     lower_bound_bytes,
     make_plan,
+    plan_traffic,
 )
 
 logger = logging.getLogger(__name__)
@@ -592,10 +593,10 @@ def cosma_plan(
             max_nodes,
             start=warm,
         )
-        if isinstance(conquered, str):
-            solved += len(cuts)
-            logger.info("cosma: %s", conquered)
-            failure = conquered
+        if isinstance(conquered, _Failed):
+            solved += conquered.solved
+            logger.info("cosma: %s", conquered.reason)
+            failure = conquered.reason
             continue
         solved += conquered.solved
         variables += conquered.variables
@@ -632,6 +633,14 @@ class _Conquered:
     solved: int
 
 
+@dataclass
+class _Failed:
+    """Why a pass of windows gave no plan, and how many MILPs it solved before."""
+
+    reason: str
+    solved: int
+
+
 def _conquer(
     problem: MemoryProblem,
     windows: list[list[str]],
@@ -640,7 +649,7 @@ def _conquer(
     gap_rel: float,
     max_nodes: int | None,
     start: MemoryPlan | None = None,
-) -> _Conquered | str:
+) -> _Conquered | _Failed:
     """Solve ``windows`` one after another, each inheriting the scratchpad the previous left.
 
     ``start`` is a plan of the same op order: the windows before its first step with any
@@ -668,7 +677,7 @@ def _conquer(
             problem, window, len(steps), later, state, warm, time_limit_s, gap_rel, max_nodes
         )
         if isinstance(result, str):
-            return result
+            return _Failed(result, solved + 1)
         solved += 1
         steps += result.order
         allocations += result.allocations
@@ -676,9 +685,23 @@ def _conquer(
         gaps.append(result.gap_rel)
         variables += result.variables
         constraints += result.constraints
+        if start is not None:
+            # traffic only accumulates from window to window: a pass that already moves more
+            # than its start cannot end better than it, so the remaining windows are not solved
+            so_far = allocations + [
+                Allocation(name, c.start_step, len(steps) - 1, c.offset_bytes, 0, c.loaded)
+                for name, c in state.resident.items()
+            ]
+            moved = plan_traffic(problem, tuple(so_far)).non_compulsory_bytes
+            if moved > start.traffic.non_compulsory_bytes:
+                return _Failed(
+                    f"the windows up to step {len(steps) - 1} already move {moved:.0f} B, more "
+                    f"than the {start.traffic.non_compulsory_bytes:.0f} B of their start",
+                    solved,
+                )
     legal = _legalize(allocations, problem.capacity_bytes)
     if legal is None:
-        return "MILP offsets do not fit after rounding"
+        return _Failed("MILP offsets do not fit after rounding", solved)
     status = "optimal" if all(s == "optimal" for s in statuses) else "time_limit"
     gap = math.nan if any(math.isnan(g) for g in gaps) else max(gaps, default=math.nan)
     plan = make_plan(problem, tuple(steps), legal, SolverStats("divide_conquer", "", status, 0.0))
