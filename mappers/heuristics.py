@@ -1,12 +1,16 @@
-"""Replacement heuristics: a fixed op order, first-fit allocation, LRU or Belady-style eviction;
-and a local search over op orders that these planners evaluate.
+"""Replacement heuristics for a fixed op order, and a local search over op orders that these
+planners evaluate. They are the baselines COSMA compares its ILP against.
 
-These are the baselines COSMA compares its ILP against. Ops run in the given order; before each op
-its missing tensors are allocated first-fit in the scratchpad's address space. When no free range
-is large enough, a resident tensor the op does not need is evicted: the least recently used one
+Online (:func:`plan_with_eviction`): ops run in the given order; before each op its missing
+tensors are placed in the scratchpad's address space, first fit or best fit. When no free range is
+large enough, a resident tensor the op does not need is evicted: the least recently used one
 (LRU), or the one whose next use lies furthest ahead (Belady's rule, which is optimal for equal
 sizes and a fixed order, but not with tensors of different sizes in a fragmented address space).
 Tensors with no later use are freed after their last op at no cost.
+
+Offline (:func:`plan_greedy_by_size`, COSMA's TensorFlow Lite baseline): Belady decides residency
+counting bytes, then TensorFlow Lite's arena planner gives every residency interval an offset,
+knowing all intervals at once.
 """
 
 from __future__ import annotations
@@ -45,10 +49,34 @@ def _first_fit(resident: dict[str, list[int]], size: int, capacity: int) -> int 
     return cursor if capacity - cursor >= size else None
 
 
+def _best_fit(resident: dict[str, list[int]], size: int, capacity: int) -> int | None:
+    """Start of the smallest free range that holds ``size`` bytes, the gap rule of TensorFlow
+    Lite's ``SimpleMemoryArena::Allocate`` (see :func:`greedy_by_size_offsets`), with the space
+    above the highest resident tensor as one more range."""
+    cursor = 0
+    best_offset = best_gap = None
+    for offset, used in sorted(resident.values()):
+        gap = offset - cursor
+        if gap >= size and (best_gap is None or gap < best_gap):
+            best_offset, best_gap = cursor, gap
+        cursor = max(cursor, offset + used)
+    top = capacity - cursor
+    if top >= size and (best_gap is None or top < best_gap):
+        best_offset = cursor
+    return best_offset
+
+
+Fit = Literal["first", "best"]
+_FITS = {"first": _first_fit, "best": _best_fit}
+
+
 def plan_with_eviction(
-    problem: MemoryProblem, order: tuple[str, ...], policy: EvictionPolicy
+    problem: MemoryProblem, order: tuple[str, ...], policy: EvictionPolicy, fit: Fit = "first"
 ) -> MemoryPlan | str:
     """Plan the scratchpad for ``order`` with ``policy`` eviction.
+
+    Each missing tensor is placed when its op runs, by ``fit``: the lowest free range that holds
+    it (``first``) or the smallest (``best``, TensorFlow Lite's gap rule applied online).
 
     When fragmentation leaves no free range large enough even after evicting every tensor the op
     does not need, the op's own resident tensors are evicted as well and all of its tensors are
@@ -63,9 +91,9 @@ def plan_with_eviction(
     reason = problem.infeasible_reason()
     if reason is not None:
         return reason
-    allocations = _eviction_allocations(problem, order, policy)
+    allocations = _eviction_allocations(problem, order, policy, fit)
     stats = SolverStats(
-        method=policy,
+        method=policy if fit == "first" else f"{policy}_{fit}_fit",
         solver="none",
         status="heuristic",
         solve_time_s=time.perf_counter() - started,
@@ -74,9 +102,10 @@ def plan_with_eviction(
 
 
 def _eviction_allocations(
-    problem: MemoryProblem, order: tuple[str, ...], policy: EvictionPolicy
+    problem: MemoryProblem, order: tuple[str, ...], policy: EvictionPolicy, fit: Fit = "first"
 ) -> list[Allocation]:
     """The intervals of :func:`plan_with_eviction` (every op's working set must fit)."""
+    place = _FITS[fit]
     uses: dict[str, list[int]] = defaultdict(list)
     for step, op in enumerate(order):
         for name in problem.op_tensors[op]:
@@ -104,7 +133,7 @@ def _eviction_allocations(
         missing.sort(key=lambda n: -problem.tensors[n].size_bytes)
         for name in missing:
             size = problem.tensors[name].size_bytes
-            offset = _first_fit(resident, size, capacity)
+            offset = place(resident, size, capacity)
             while offset is None:
                 victims = [n for n in resident if n not in needed]
                 if not victims:
@@ -128,7 +157,7 @@ def _eviction_allocations(
                 else:
                     victim = max(victims, key=lambda n: (next_use(n, step), resident[n][1]))
                 close(victim, step - 1)
-                offset = _first_fit(resident, size, capacity)
+                offset = place(resident, size, capacity)
             if offset < 0:
                 break  # every tensor of the op was just placed packed
             resident[name] = [offset, size]
