@@ -357,6 +357,15 @@ class NpuConfig(_DeviceBase):
         description="Leakage power per mm2 of the modelled area, added to static_power, so larger "
         "arrays and buffers cost power while idle.",
     )
+    decode_attention: Literal["fastest", "ganged_gemv"] = Field(
+        default="fastest",
+        description="How decode attention maps onto the arrays. 'fastest': the faster of K/V "
+        "stationary and K/V streaming past stationary queries, each array on its own "
+        "(request, head). 'ganged_gemv': one (request, head) at a time on all arrays ganged "
+        "on one stationary tile (the query, then each 128-position chunk of the scores), each "
+        "stationary load costing one cycle per array row, as NeuPIMs' NPU simulator issues "
+        "its fused attention.",
+    )
 
     @model_validator(mode="after")
     def _dtypes_priced(self) -> NpuConfig:

@@ -461,6 +461,10 @@ class NpuDevice:
         * **K/V streaming** (:meth:`_kv_streaming_run`): the few query rows of a decode step are
           the stationary operand and K, V stream past them, so one (request, KV head) occupies
           one array and K/V enter at ``arrays x head_dim`` elements per cycle.
+        * **Ganged GEMV** (:meth:`_ganged_gemv_run`, opt-in with the machine file's
+          ``decode_attention: ganged_gemv``, for reproducing NeuPIMs' baselines): one
+          (request, KV head) at a time on all arrays sharing each stationary tile; it replaces
+          the two above for decode.
 
         Scores and probabilities stay on chip (flash-style fusion); Q, K and V are read from
         DRAM and the output written back. A causal mask skips the masked tiles, which the
@@ -494,8 +498,20 @@ class NpuDevice:
         pv_run = self._plan_gemm(pv, op.dtype, None, op.name)
         runs: tuple[_GemmRun, ...] = (qk_run, pv_run)
         notes = f"kv-stationary qk: {self._describe(qk_run)}; pv: {self._describe(pv_run)}"
-        streamed = self._kv_streaming_run(op, rows, kv_eff)
-        if streamed is not None and streamed.cycles < qk_run.cycles + pv_run.cycles:
+        ganged = (
+            self._ganged_gemv_run(op, rows, kv_eff)
+            if self.config.decode_attention == "ganged_gemv"
+            else None
+        )
+        streamed = None if ganged is not None else self._kv_streaming_run(op, rows, kv_eff)
+        if ganged is not None:
+            runs = (ganged,)
+            dma_share = ganged.stall_cycles / ganged.cycles if ganged.cycles > 0 else 0.0
+            notes = (
+                f"ganged gemv: one (request, head) at a time on all arrays, "
+                f"{ganged.tiles} tiles, dma-bound {dma_share:.0%}"
+            )
+        elif streamed is not None and streamed.cycles < qk_run.cycles + pv_run.cycles:
             runs = (streamed,)
             t = streamed.tiling
             dma_share = streamed.stall_cycles / streamed.cycles if streamed.cycles > 0 else 0.0
@@ -602,6 +618,77 @@ class NpuDevice:
             dram_read_bytes=dram_read,
             dram_write_bytes=dram_write,
             sp_read_bytes=float(operand_reads.sum() + acc_bytes.sum()) + dram_write,
+            sp_write_bytes=dram_read + float(acc_bytes.sum()),
+        )
+
+    def _ganged_gemv_run(self, op: Attention, rows: int, kv_len: int) -> _GemmRun | None:
+        """Decode attention as GEMVs run one (request, KV head) *stream* at a time on all arrays
+        ganged on one stationary tile, as NeuPIMs' NPU simulator runs its NPU-only attention.
+
+        There (github.com/casys-kaist/NeuPIMs: src/ModelProgram.cc builds the NPU-only program
+        from FusedMHA; src/operations/FusedMHA.cc issues per request and head one GEMM_PRELOAD
+        for QK^T with the query as the preloaded operand and the K rows streamed, then one
+        GEMM_PRELOAD per 128 score positions for PV with V streamed; the arrays share each
+        preloaded tile and split the streamed rows, ``size = rows / 8`` for its 8 arrays, as in
+        src/operations/MatMul.cc), and src/NeuPIMSystolicWS.cc starts each preload
+        ``core_height`` cycles after the instruction before it. So per stream:
+
+        * QK^T: per stationary ``q^T`` block, ``max(array rows, kv / arrays)`` cycles (the
+          block's load, one row per cycle, or K's rows split over the arrays);
+        * PV: per chunk of ``array rows`` score positions, ``max(array rows, head_dim /
+          arrays)`` cycles.
+
+        With a single query row the arrays cannot split anything but the streamed rows, so the
+        stationary loads set the time: one per 128 positions of PV, where K/V streaming gives
+        each array its own stream. The repository's PV loop runs ``(kv + 127) / 128`` rounded up
+        chunks, one more than the positions need; the chunks the positions need are counted.
+        K and V of a few streams rotate through two scratchpad buffers. Returns ``None`` when
+        the query rows do not fit one array's columns (prefill) or one stream does not fit.
+        """
+        if rows > self._cols:
+            return None
+        macs_per_pe = self._macs_per_pe(op.dtype)
+        arr_rows, arrays, d = self._rows, self._arrays, op.head_dim
+        q_b, k_b, v_b, o_b = (_elem_bytes(t) for t in (op.q, op.k, op.v, op.out))
+        per_stream_bytes = (
+            kv_len * d * (k_b + v_b) + rows * d * q_b + rows * (kv_len + d) * ACC_ELEM_BYTES
+        )
+        group = min(arrays, int(self.config.scratchpad.size_bytes // (2.0 * per_stream_bytes)))
+        if group < 1:
+            return None
+        col_blocks = math.ceil(rows / self._cols)
+        qk_blocks = math.ceil(d / (arr_rows * macs_per_pe)) * col_blocks
+        pv_blocks = math.ceil(kv_len / (arr_rows * macs_per_pe)) * col_blocks
+        stream_cycles = qk_blocks * max(arr_rows, math.ceil(kv_len / arrays)) + pv_blocks * max(
+            arr_rows, math.ceil(d / arrays)
+        )
+        streams = op.batch * op.heads_kv
+        s = _extents(streams, group)
+        compute = s * float(stream_cycles)
+        compute[0] += arr_rows + self._cols  # fill and drain, once per run
+        load_bytes = s * (kv_len * d * (k_b + v_b) + rows * d * q_b)
+        store_bytes = s * rows * d * o_b
+        load = load_bytes / self._dram_bytes_per_cycle + self._setup_per_tile(3.0)
+        store = store_bytes / self._dram_bytes_per_cycle + self._setup_cycles
+        total, stall = simulate_tile_pipeline(
+            np.ascontiguousarray(load),
+            np.ascontiguousarray(compute),
+            np.ascontiguousarray(store),
+            2,
+        )
+        acc_bytes = s * rows * (kv_len + d) * ACC_ELEM_BYTES
+        dram_read, dram_write = float(load_bytes.sum()), float(store_bytes.sum())
+        return _GemmRun(
+            tiling=GemmTiling(int(kv_len), rows, d, buffers=2),
+            tiles=len(load),
+            cycles=float(total),
+            stall_cycles=float(stall),
+            compute_cycles=float(compute.sum()),
+            load_cycles=float(load.sum()),
+            store_cycles=float(store.sum()),
+            dram_read_bytes=dram_read,
+            dram_write_bytes=dram_write,
+            sp_read_bytes=dram_read + float(acc_bytes.sum()) + dram_write,
             sp_write_bytes=dram_read + float(acc_bytes.sum()),
         )
 

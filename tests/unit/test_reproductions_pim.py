@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from archsim.ir.ops import attention
 from archsim.reproduce import run_reproduction
 from archsim.reproduce.neupims import (
     BATCHES,
@@ -37,13 +38,75 @@ def duplex():
     return run_reproduction("duplex")
 
 
-def test_neupims_over_npu_only_undershoots_over_the_grid(neupims):
-    # Known miss (reports/reproductions/neupims.md, Gaps): over the paper's grid attention is a
-    # small share of the NPU-only step at small batches and on Alpaca, and the NPU-only
-    # attention reads the KV cache near the DRAM bandwidth, so the mean gain stays low; NeuPIMs
-    # must still beat NPU-only on average.
+def test_neupims_over_npu_only_overshoots_over_the_grid(neupims, neupims_grid):
+    # Known miss (reports/reproductions/neupims.md, Gaps): the NPU-only baseline runs attention
+    # one (request, head) at a time on the ganged arrays, as the authors' simulator issues it,
+    # but every head of every request (their FusedMHA drops the heads beyond one scratchpad
+    # tile's worth), so the long-context, large-batch points and with them the mean come out
+    # above the paper; NeuPIMs must beat NPU-only at every point.
     m = neupims.metrics["throughput_over_npu_only"]
-    assert 1.0 < m.archsim < m.paper * (1 - TOLERANCE)
+    assert m.archsim > m.paper * (1 + TOLERANCE)
+    assert (neupims_grid.over_npu_only > 1.0).all()
+
+
+def test_neupims_npu_only_attention_runs_below_dram_bandwidth(neupims_grid):
+    # the ganged GEMV mapping is bound by its stationary loads, not by the KV-cache reads: the
+    # NPU-only decode attention takes at least twice its DRAM time at every point
+    machines = load_machines()
+    npu = machines["npu_only"].devices["npu"]
+    for point in neupims_grid.itertuples():
+        model = MODELS[point.model]
+        ops = decode_layer_ops(
+            model.stage,
+            TRACES[(point.dataset, point.batch, point.model)],
+            tensor_parallel=model.tensor_parallel,
+        )
+        attention = next(op for op in ops if op.kind == "attention")
+        dram_s = attention.bytes() / npu.peak_bw_bytes_per_s()
+        assert npu.cost(attention).latency_s > 2.0 * dram_s
+
+
+def _decode_attention(kv_len: int, q_len: int = 1, batch: int = 64):
+    # one device's share of GPT-3 7B at tensor parallel 4: 8 heads of 128
+    return attention(
+        "attn",
+        batch=batch,
+        heads_q=8,
+        heads_kv=8,
+        q_len=q_len,
+        kv_len=kv_len,
+        head_dim=128,
+        causal=q_len > 1,
+    )
+
+
+def test_ganged_gemv_pays_one_stationary_load_per_128_positions():
+    # per (request, head): one 128-cycle load of the query block, then one per 128 score
+    # positions for PV; the K and V reads of 128 positions (64 KiB) take 64 cycles at 1 TB/s,
+    # so the loads set the time and it steps at multiples of 128 positions
+    npu = load_machines()["npu_only"].devices["npu"]
+    assert npu.config.decode_attention == "ganged_gemv"
+    clock = npu.clock_hz
+    streams = 64 * 8
+
+    def cycles_per_stream(kv_len: int) -> float:
+        return npu.cost(_decode_attention(kv_len)).latency_s * clock / streams
+
+    for kv_len, loads in ((40, 2), (128, 2), (129, 3), (300, 4), (1000, 9)):
+        assert cycles_per_stream(kv_len) == pytest.approx(128 * loads, rel=0.05)
+
+
+def test_ganged_gemv_is_opt_in_and_leaves_prefill_alone():
+    # the other NPUs keep the faster mappings; prefill (512 query rows per head) does not fit
+    # one array's columns, so the ganged machine falls back to them too
+    machines = load_machines()
+    ganged = machines["npu_only"].devices["npu"]
+    default = machines["neupims"].devices["npu"]
+    assert default.config.decode_attention == "fastest"
+    decode = _decode_attention(300)
+    assert ganged.cost(decode).latency_s > 2.5 * default.cost(decode).latency_s
+    prefill = _decode_attention(512, q_len=512, batch=4)
+    assert ganged.cost(prefill).latency_s == pytest.approx(default.cost(prefill).latency_s)
 
 
 def test_neupims_over_naive_npu_pim_undershoots_over_the_grid(neupims, neupims_grid):
