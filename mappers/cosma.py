@@ -23,7 +23,9 @@ with more ops than ``max_ilp_ops`` are cut into windows of at most that many ops
 points crossed by the fewest live bytes (after an order search that fixes which ops share a
 window); each window is one MILP that inherits the previous window's residents (with their
 addresses) and hands on its own, in two passes with staggered cuts (divide and conquer). A lower
-bound on unavoidable traffic proves plans optimal and stops the search early.
+bound on unavoidable traffic proves plans optimal and stops the search early; windows before the
+starting plan's first non-compulsory transfer keep that plan's steps, and a pass that already
+moves more than its start is abandoned.
 """
 
 from __future__ import annotations
@@ -466,20 +468,25 @@ def cosma_plan(
 ) -> MemoryPlan | str:
     """Plan order, addresses and replacement by MILP; big graphs by divide and conquer.
 
-    A graph of at most ``max_ilp_ops`` ops is one MILP, warm-started from the better of the LRU
-    and Belady plans of the graph order. A bigger graph is divided and conquered:
+    The start is the best of the baselines' plans: first fit with LRU or Belady on the graph
+    order, and Belady with TensorFlow Lite's offsets
+    (:func:`~archsim.mappers.heuristics.plan_greedy_by_size`) on the graph order and, for a big
+    graph, on the minimum-peak-memory order. A graph of at most ``max_ilp_ops`` ops is one MILP,
+    warm-started from it. A bigger graph is divided and conquered:
 
     1. schedule: :func:`~archsim.mappers.heuristics.search_order` searches op orders, each
        planned by LRU/Belady, for the one moving the fewest bytes (on NAS cells the order decides
        how many branch outputs are live at once), once from the graph order and once from the
-       minimum-peak-memory order;
+       minimum-peak-memory order, unless the start already meets the lower bound;
     2. divide: that order is cut into windows of at most ``max_ilp_ops`` ops where the fewest
        live bytes cross the cuts (dynamic programming over all cuts);
     3. conquer: each window is one MILP that reorders its own ops, allocates and replaces, and
        inherits the scratchpad as the previous window left it (residents with their addresses,
        what was already spilled); a second pass cuts inside the first pass's windows (what one
        window could not see across its cut, another sees whole); the result is the best of the
-       stitched MILP plans and the searched order's heuristic plan.
+       stitched MILP plans and the start. Windows that end before the start's first
+       non-compulsory transfer keep the start's steps (it moves nothing there, the least a MILP
+       can reach), and a pass stops once its windows move more than the start does.
 
     A plan that meets :func:`~archsim.mappers.memory_plan.lower_bound_bytes` is returned as
     optimal at once, without (further) MILPs.
