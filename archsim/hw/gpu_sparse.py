@@ -25,9 +25,9 @@ The weight is archsim's ``Gemm.b``: ``K x N`` (reduction x output features); the
   does FMAs on the CUDA cores. Its time is the largest of: instruction issue (per-kept-weight
   instruction counts against the SM's issue, load/store and fp32 pipes), the activation strips
   missed in L1 at L2 bandwidth, and HBM traffic. The rows resident on an SM walk their sorted
-  column indices at the same pace, so they sweep the activation rows together and mostly find
-  the strips that the rows ahead of them fetched still in L1 (:func:`sputnik_l1_hit_rate`, an
-  LRU simulation of that sweep).
+  column indices at nearly the same pace, so they sweep the activation rows together and often
+  find the strips that the rows ahead of them fetched still in L1 (:func:`sputnik_l1_hit_rate`,
+  an LRU simulation of that sweep, the blocks' drift apart fitted to H100 measurements).
 * **SparTA** as the Flash-LLM artifact runs it (``kernel_benchmark/sparTA.h``): the first two kept
   weights of each group of four along K go to cuSPARSELt's 2:4 GEMM (archsim's GPU model of a 2:4
   GEMM), the rest to Sputnik; two kernels, one after the other.
