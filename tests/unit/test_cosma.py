@@ -278,3 +278,28 @@ def test_tflite_belady_baseline_is_valid(workload):
     # with room for everything nothing moves beyond the compulsory bytes
     roomy = MemoryProblem.from_graph(graph, sum(t.size_bytes for t in unbounded.tensors.values()))
     assert plan_greedy_by_size(roomy, roomy.ops).traffic.non_compulsory_bytes == 0
+
+
+def test_whole_graph_milp_on_resnet18_is_optimal_and_beats_every_baseline():
+    # the paper's method for human-designed DNNs: one MILP over the whole graph at M_R
+    from archsim.config.workload import CnnSpec
+    from archsim.mappers.heuristics import min_peak_order
+
+    graph = lower(WorkloadConfig(schema_version=1, name="r18", workload=CnnSpec(model="resnet18")))
+    unbounded = MemoryProblem.from_graph(graph, 2**62)
+    capacity = max(unbounded.working_set_bytes(op) for op in unbounded.ops)
+    problem = MemoryProblem.from_graph(graph, capacity)
+    plan = cosma_plan(problem, time_limit_s=60, max_ilp_ops=len(problem.ops), order_evaluations=0)
+    assert isinstance(plan, MemoryPlan)
+    validate_plan(problem, plan.order, plan.allocations)
+    assert plan.stats.method == "ilp" and plan.stats.status == "optimal"
+    for order in (problem.ops, min_peak_order(problem, evaluations=500)):
+        baselines = [
+            plan_greedy_by_size(problem, order, "belady"),
+            plan_with_eviction(problem, order, "belady", "best"),
+            plan_with_eviction(problem, order, "lru"),
+        ]
+        for baseline in baselines:
+            assert isinstance(baseline, MemoryPlan)
+            validate_plan(problem, baseline.order, baseline.allocations)
+            assert plan.traffic.non_compulsory_bytes <= baseline.traffic.non_compulsory_bytes
