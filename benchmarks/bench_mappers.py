@@ -4,6 +4,9 @@ the tiling search's candidates per second.
 Run: ``python benchmarks/bench_mappers.py`` (prints a JSON summary). Not a test: numbers depend
 on the machine and the MILP solver (CBC unless highspy is installed).
 
+Networks: the CNNs and the NASNet-A stack of ``archsim reproduce cosma`` (``networks_at_m_r``:
+whole-graph MILP per CNN, divide and conquer on the stack; solve time, status, MiB moved).
+
 Graphs: residual layer lists of 8, 16, 32 and 64 ops (3x3 convolutions with a skip across three layers every third,
 a 1x1/5x5 branch pair joined by a concatenation every eight) and NAS cell stacks of 1 and 2
 NASNet-A-like cells. Each gets the smallest scratchpad that runs every op untiled (the largest
@@ -155,12 +158,26 @@ def bench_tiling_search() -> dict[str, float]:
     return results
 
 
+def bench_networks() -> list[dict[str, float | str]]:
+    """Whole-graph MILP on the CNNs and divide and conquer on the NASNet-A stack, at M_R, as in
+    ``archsim reproduce cosma``: the graphs on which the MILP has work left after the search."""
+    from archsim.reproduce.cosma import GRAPHS, compare_graph
+
+    keep = ("ops", "solve_time_s", "status", "first_fit_mib", "cosma_mib", "bound_mib")
+    results = []
+    for name in GRAPHS:
+        row = compare_graph(name)
+        results.append({"graph": name, **{k: row[k] for k in keep}})
+    return results
+
+
 def main() -> None:
     summary = {
         "solver": solver_name(),
         "cosma_window_ops": WINDOW_OPS,
         "cosma_time_limit_s": TIME_LIMIT_S,
         "memory_planning": bench_cosma(),
+        "networks_at_m_r": bench_networks(),
         "tiling_search_resnet50_tpu_like": bench_tiling_search(),
     }
     print(json.dumps(summary, indent=2))
