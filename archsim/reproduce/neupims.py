@@ -13,9 +13,10 @@ import pandas as pd
 
 from archsim.config import load_machine
 from archsim.hw.machine import Machine
+from archsim.ir.tensor import DType
 from archsim.report.document import Document, Heading, Paragraph, Table
 from archsim.reproduce.base import Metric, Reproduction, metrics_table, register_reproduction
-from archsim.reproduce.neupims_traces import TRACES
+from archsim.reproduce.neupims_traces import CLB_CHANNELS, RR_TRACES, TRACES
 from archsim.shipped import resolve
 from archsim.sim.system import SystemPlan, decode_layer_ops, simulate_decode_step
 from archsim.validate.predict import predict_ops
@@ -111,23 +112,37 @@ def gpu_eager_step_s(
 
 
 def point_tokens_per_s(
-    machines: dict[str, Machine], model: GridModel, contexts: Sequence[int]
+    machines: dict[str, Machine],
+    model: GridModel,
+    contexts: Sequence[int],
+    *,
+    channels: Sequence[int] | None = None,
+    naive_trace: Sequence[tuple[int, int]] | None = None,
 ) -> dict[str, float]:
     """Decode throughput (tokens/s per device) of the four systems at one grid point, plus the
-    GPU's kernels alone (``gpu_kernels``: each op with its launch, no host) for comparison."""
+    GPU's kernels alone (``gpu_kernels``: each op with its launch, no host) for comparison.
+
+    ``channels`` places NeuPIMs' requests as its trace does; ``naive_trace`` gives the naive
+    NPU+PIM baseline its own batch, ``(KV-cache length, channel)`` per request, as the authors'
+    round-robin traces hold it. Without them each PIM device places ``contexts`` with its own
+    channel policy."""
     contexts = [int(c) for c in contexts]
     arch, tp = model.stage, model.tensor_parallel
     interleave = 2 if len(contexts) >= SUB_BATCH_MIN else 1
-    plans = {
-        "neupims": SystemPlan("npu", "pim", sub_batches=interleave),
-        "naive_npu_pim": SystemPlan("npu", "pim"),
-        "npu_only": SystemPlan("npu", "npu"),
+    naive_contexts, naive_channels = contexts, None
+    if naive_trace is not None:
+        naive_contexts = [int(seq) for seq, _ in naive_trace]
+        naive_channels = [int(ch) for _, ch in naive_trace]
+    runs = {
+        "neupims": (SystemPlan("npu", "pim", sub_batches=interleave), contexts, channels),
+        "naive_npu_pim": (SystemPlan("npu", "pim"), naive_contexts, naive_channels),
+        "npu_only": (SystemPlan("npu", "npu"), contexts, None),
     }
     out = {
         system: simulate_decode_step(
-            machines[system], arch, contexts, plan, tensor_parallel=tp
+            machines[system], arch, batch, plan, tensor_parallel=tp, channels=placed
         ).tokens_per_s
-        for system, plan in plans.items()
+        for system, (plan, batch, placed) in runs.items()
     }
     gpu = machines["gpu_only"]
     out["gpu_only"] = len(contexts) / gpu_eager_step_s(gpu, arch, contexts, tp)
@@ -157,6 +172,25 @@ def npu_attention_slowdown(
     attention = next(op for op in ops if op.kind == "attention")
     ganged = machines["npu_only"].devices["npu"].cost(attention).latency_s
     return ganged / machines["neupims"].devices["npu"].cost(attention).latency_s
+
+
+def channel_imbalance(
+    machine: Machine, model: GridModel, contexts: Sequence[int], channels: Sequence[int]
+) -> float:
+    """Busiest PIM channel's attention cycles over the mean channel's: how much longer the
+    channel-parallel PIM phase runs than a perfectly balanced placement of the same requests."""
+    pim = machine.devices["pim"]
+    load = [0.0] * pim.config.channels
+    for context, ch in zip(contexts, channels, strict=True):
+        work = pim.request_work(
+            int(context),
+            heads_q=model.arch.heads // model.tensor_parallel,
+            heads_kv=model.arch.kv_heads // model.tensor_parallel,
+            head_dim=model.arch.head_dim,
+            dtype=DType.BF16,
+        )
+        load[int(ch)] += work.qk_cycles + work.sv_cycles
+    return max(load) / statistics.mean(load)
 
 
 # [repo] configs/systolic_ws_128x128_dev.json spad_size 1024 (KB), precision 2 (bytes)
@@ -193,8 +227,13 @@ def grid_results(
     rows = []
     for dataset, batch, model_name in points:
         model = MODELS[model_name]
-        contexts = TRACES[(dataset, batch, model_name)]
-        tps = point_tokens_per_s(machines, model, contexts)
+        key = (dataset, batch, model_name)
+        contexts, channels, naive_trace = TRACES[key], CLB_CHANNELS[key], RR_TRACES[key]
+        tps = point_tokens_per_s(
+            machines, model, contexts, channels=channels, naive_trace=naive_trace
+        )
+        naive_contexts = [seq for seq, _ in naive_trace]
+        naive_pim = machines["naive_npu_pim"]
         rows.append(
             {
                 "dataset": dataset,
@@ -203,10 +242,25 @@ def grid_results(
                 "tp": model.tensor_parallel,
                 "pp": model.pipeline_parallel,
                 "mean_context": round(statistics.mean(contexts)),
+                "naive_mean_context": round(statistics.mean(naive_contexts)),
                 **{f"{k}_tok_s": tps[k] for k in (*SYSTEMS, "gpu_kernels")},
                 "npu_attention_share": npu_attention_share(machines["npu_only"], model, contexts),
                 "npu_attention_slowdown": npu_attention_slowdown(machines, model, contexts),
                 "repo_head_share": repo_fused_mha_head_share(model, contexts),
+                # busiest over mean channel: as the traces place the requests, and the naive
+                # batch under a plain round robin in arrival order (archsim's policy before)
+                "neupims_imbalance": channel_imbalance(
+                    machines["neupims"], model, contexts, channels
+                ),
+                "naive_imbalance": channel_imbalance(
+                    naive_pim, model, naive_contexts, [ch for _, ch in naive_trace]
+                ),
+                "naive_rr_imbalance": channel_imbalance(
+                    naive_pim,
+                    model,
+                    naive_contexts,
+                    [i % naive_pim.devices["pim"].config.channels for i in range(batch)],
+                ),
                 "over_npu_only": tps["neupims"] / tps["npu_only"],
                 "over_naive_npu_pim": tps["neupims"] / tps["naive_npu_pim"],
                 "over_gpu_only": tps["neupims"] / tps["gpu_only"],
@@ -221,7 +275,9 @@ def _rounded(frame: pd.DataFrame) -> pd.DataFrame:
     for column in shown.columns:
         if column.endswith("_tok_s"):
             shown[column] = shown[column].round().astype(int)
-        elif column.startswith("over_") or column.startswith(("npu_attention", "repo_")):
+        elif column.startswith(("over_", "npu_attention", "repo_")) or column.endswith(
+            "_imbalance"
+        ):
             shown[column] = shown[column].round(2)
     return shown
 
@@ -236,6 +292,7 @@ def reproduce_neupims() -> Reproduction:
         for k in PAPER
     }
     by_batch = grid.groupby("batch")[[*PAPER, "over_gpu_kernels", "npu_attention_share"]].mean()
+    by_batch_imbalance = grid.groupby("batch")[["naive_imbalance", "neupims_imbalance"]].mean()
     by_dataset = grid.groupby("dataset")[
         [*PAPER, "npu_attention_share", "npu_attention_slowdown", "repo_head_share"]
     ].mean()
@@ -262,6 +319,15 @@ def reproduce_neupims() -> Reproduction:
             "7B point is the trace the public repository runs by default); Alpaca batches average "
             f"{grid[grid.dataset == 'alpaca'].mean_context.mean():.0f} tokens of context, "
             f"ShareGPT batches {grid[grid.dataset == 'sharegpt'].mean_context.mean():.0f}. "
+            "Each trace row also gives the request's PIM channel, and the simulator runs the "
+            "requests where the trace put them. NeuPIMs and NPU-only run the greedy (clb) trace "
+            "(NPU-only uses no channels; the development copy's brun_10iter.sh last ran it on "
+            "the rr traces, archsim keeps it on NeuPIMs' requests so that the two compare the "
+            "same batch); "
+            "the naive NPU+PIM baseline runs the round-robin (rr) trace of the same point, its "
+            "own draw of requests from the same distribution (mean context "
+            f"{grid[grid.dataset == 'alpaca'].naive_mean_context.mean():.0f} and "
+            f"{grid[grid.dataset == 'sharegpt'].naive_mean_context.mean():.0f}). "
             "Each headline metric is the arithmetic mean over the 32 points of NeuPIMs' "
             "throughput over the baseline's, each point one decode step of its batch."
         )
@@ -279,10 +345,9 @@ def reproduce_neupims() -> Reproduction:
     )
     doc.add(
         Paragraph(
-            "PIM attention follows the repository's PIM: each request's K and V live in one "
-            "channel (NeuPIMs' greedy channel load balancing; round robin for the naive "
-            "baseline), so a channel runs its requests one after another and the busiest channel "
-            "sets the time. K rows hold four heads of one token per bank (32 tokens per all-bank "
+            "PIM attention follows the repository's PIM: each request's K and V live in the one "
+            "channel its trace gives it, so a channel runs its requests one after another and "
+            "the busiest channel sets the time. K rows hold four heads of one token per bank (32 tokens per all-bank "
             "row); V rows hold up to 512 tokens of one head dimension, so short contexts activate "
             "mostly empty V rows. Every all-bank row pays a ganged activation (one G_ACT per bank "
             "group, tFAW apart within a rank, then tRCD), MAC commands at max(burst, tCCD_S) and "
@@ -351,6 +416,41 @@ def reproduce_neupims() -> Reproduction:
             "interleaving (enabled there from batch 256); the paper's Sec. 8.1 adds that the "
             "NPU+PIM baseline assigns requests to channels round robin and that NPU-only has "
             "the same memory bandwidth."
+        )
+    )
+    doc.add(
+        Paragraph(
+            "The naive NPU+PIM baseline as the authors' development copy (github.com/orbizzz/"
+            "NeuPIMs) configures it: neupims_configs/system_configs/newton.json (sub_batch_mode "
+            "false, ch_load_balancing false), memory_configs/newton-like.json (dram_type newton, "
+            "NewtonSim's HBM2_8Gb_x128_singlepim.ini, the same timings as the dual-row-buffer ini "
+            "but pim_type SINGLE), and brun_10iter.sh runs the client_configs/rr traces. What "
+            "archsim checks against the public repository (github.com/casys-kaist/NeuPIMs): "
+            "Scheduler::group_sub_batches puts the whole batch in one sub-batch and "
+            "Scheduler::cycle builds the next stage's programs only once both have finished, so "
+            "the NPU idles through the attention stage and PIM through the GEMM stages (blocked "
+            "mode, as modelled); StageProgram::init_PIM_program issues NeuPIMSLogitSoftmax (score "
+            "GEMVs, softmax on the NPU's vector units, scores written back) before "
+            "NeuPIMSAttend, which starts only once all scores exist (the batch-wide wait "
+            "modelled); in newton mode each head's score GEMV goes out as comps_per_head "
+            "PIM_COMP commands and a PIM_READRES rather than one PIM_COMPS_READRES, and "
+            "NewtonSim's timing.cc spaces COMPs max(burst, tCCD_S) apart, the same 18 cycles "
+            "per head of 8 MAC commands as the fused command (channel_state.cc "
+            "UpdateChannelTiming), so archsim's row cost holds for both; "
+            "newton_command_queue.cc issues PIM commands only while the read/write queues are "
+            "empty, again blocked mode. The one difference found is the channel placement: "
+            "Scheduler::allocate_requests takes each request's channel from its trace "
+            "(allocate_pim_tile, the policy archsim had applied itself, is marked deprecated), "
+            "and the generator placed requests as they arrived, among requests that since left. "
+            "The busiest channel of the naive batches holds "
+            f"{grid.naive_imbalance.mean():.2f}x the mean channel's PIM work on average "
+            f"({grid.naive_rr_imbalance.mean():.2f}x had the same requests been dealt round "
+            "robin in file order, archsim's placement before), NeuPIMs' "
+            f"{grid.neupims_imbalance.mean():.2f}x; by batch size, naive "
+            + ", ".join(f"{v:.2f}" for v in by_batch_imbalance.naive_imbalance)
+            + " and NeuPIMs "
+            + ", ".join(f"{v:.2f}" for v in by_batch_imbalance.neupims_imbalance)
+            + " (batch 64 to 512)."
         )
     )
     doc.add(

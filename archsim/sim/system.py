@@ -300,6 +300,22 @@ def _split_by_channel(
     return parts
 
 
+def _checked_channels(channels: Sequence[int], requests: int, n_channels: int) -> list[int]:
+    """A request trace's channel placement, one channel in ``[0, n_channels)`` per request."""
+    placed = [int(c) for c in channels]
+    if len(placed) != requests:
+        raise ArchsimError(
+            f"channels: {len(placed)} channel assignments for {requests} requests (one each)"
+        )
+    bad = [c for c in placed if not 0 <= c < n_channels]
+    if bad:
+        raise ArchsimError(
+            f"channels: channel {bad[0]} out of range, the PIM device has channels 0 to "
+            f"{n_channels - 1}"
+        )
+    return placed
+
+
 def _mean_context(contexts: Sequence[int], bucket: int) -> int:
     # attention is linear in the KV bytes, so the mean context of the batch carries its total;
     # rounding to a bucket lets identical steps reuse cached costs
@@ -337,6 +353,7 @@ def simulate_decode_step(
     context_bucket: int = 16,
     costs: _Costs | None = None,
     expert_parallel: int = 1,
+    channels: Sequence[int] | None = None,
 ) -> StepResult:
     """One decode step of ``len(contexts)`` requests with the given KV-cache lengths.
 
@@ -349,6 +366,10 @@ def simulate_decode_step(
         all-reduces between devices are left out, alike for every system compared).
     contexts:
         Tokens already in each request's KV cache.
+    channels:
+        PIM channel of each request, as a request trace places them (NeuPIMs' traces carry one
+        per request); ``None`` lets the PIM device place them with its ``channel_policy``. Only
+        used when the attention device keeps each request's KV cache in one channel.
     """
     for name in (plan.compute, plan.attention):
         if name not in machine.devices:
@@ -474,9 +495,12 @@ def simulate_decode_step(
 
     if per_channel and not plan.co_processing:
         heads, kv_heads = arch.heads // tensor_parallel, max(1, arch.kv_heads // tensor_parallel)
-        channels = attn_dev.assign_channels(
-            contexts, heads_q=heads, heads_kv=kv_heads, head_dim=arch.head_dim, dtype=dtype
-        )
+        if channels is None:
+            channels = attn_dev.assign_channels(
+                contexts, heads_q=heads, heads_kv=kv_heads, head_dim=arch.head_dim, dtype=dtype
+            )
+        else:
+            channels = _checked_channels(channels, len(contexts), attn_dev.config.channels)
         if plan.sub_batches == 2:
             parts = _split_by_channel(contexts, channels, attn_dev.config.channels)
         else:

@@ -11,6 +11,7 @@ import pytest
 import simpy
 
 from archsim.config import load_machine
+from archsim.errors import ArchsimError
 from archsim.hw import build_device
 from archsim.hw.machine import Machine
 from archsim.hw.memory import HBM2, pim_gemv_row_cycles
@@ -149,3 +150,36 @@ def test_dual_row_buffer_npu_slows_beside_pim_phases():
     # the sub-batches' GEMMs read their weights while the other sub-batch's PIM commands hold
     # part of every channel's column slots, so the NPU is busy longer than its GEMMs alone take
     assert step.busy_s["npu"] > 1.02 * standalone
+
+
+def test_trace_channel_placement_sets_the_pim_time():
+    # a request trace's placement overrides the device policy: the same batch crowded into a
+    # few channels runs its PIM attention longer than spread over all 32
+    contexts = [300] * 64
+    machine = _machine("neupims_naive")
+    plan = SystemPlan("npu", "pim")
+    spread = simulate_decode_step(
+        machine, GPT3_7B, contexts, plan, tensor_parallel=4, channels=[i % 32 for i in range(64)]
+    )
+    policy = simulate_decode_step(machine, GPT3_7B, contexts, plan, tensor_parallel=4)
+    crowded = simulate_decode_step(
+        machine, GPT3_7B, contexts, plan, tensor_parallel=4, channels=[i % 8 for i in range(64)]
+    )
+    assert spread.latency_s == pytest.approx(policy.latency_s)  # round robin places them so
+    assert crowded.busy_s["pim"] > 3.0 * spread.busy_s["pim"]
+    assert crowded.latency_s > spread.latency_s
+
+
+@pytest.mark.parametrize(
+    ("channels", "message"), [([0] * 3, "3 channel assignments for 4"), ([0, 1, 2, 32], "32")]
+)
+def test_trace_channel_placement_rejects_bad_channels(channels, message):
+    with pytest.raises(ArchsimError, match=message):
+        simulate_decode_step(
+            _machine("neupims_naive"),
+            GPT3_7B,
+            [100] * 4,
+            SystemPlan("npu", "pim"),
+            tensor_parallel=4,
+            channels=channels,
+        )

@@ -16,7 +16,7 @@ from archsim.reproduce.neupims import (
     grid_results,
     load_machines,
 )
-from archsim.reproduce.neupims_traces import TRACES
+from archsim.reproduce.neupims_traces import CLB_CHANNELS, RR_TRACES, TRACES
 from archsim.sim.system import decode_layer_ops
 from archsim.validate.predict import predict_ops
 
@@ -149,6 +149,27 @@ def test_neupims_traces_cover_the_grid():
     for (_, batch, _), contexts in TRACES.items():
         assert len(contexts) == batch
         assert all(1 <= c <= 2048 for c in contexts)
+
+
+def test_neupims_trace_channels_cover_the_grid():
+    # every point carries NeuPIMs' channel per request and the naive baseline's own
+    # round-robin batch, (length, channel) per request, in the 32 channels of the PIM
+    points = {(d, b, m) for d in DATASETS for b in BATCHES for m in MODELS}
+    assert set(CLB_CHANNELS) == set(RR_TRACES) == points
+    for key in points:
+        assert len(CLB_CHANNELS[key]) == len(RR_TRACES[key]) == key[1]
+        assert all(0 <= ch < 32 for ch in CLB_CHANNELS[key])
+        assert all(1 <= seq <= 2048 and 0 <= ch < 32 for seq, ch in RR_TRACES[key])
+
+
+def test_neupims_trace_placements_leave_channels_unbalanced(neupims_grid):
+    # the traces placed requests as they arrived, among requests that later left: the naive
+    # baseline's round robin ends up less balanced than a round robin over the final batch, and
+    # NeuPIMs' greedy placement better balanced than the naive baseline's at every batch size
+    assert neupims_grid.naive_imbalance.mean() > neupims_grid.naive_rr_imbalance.mean()
+    by_batch = neupims_grid.groupby("batch")[["neupims_imbalance", "naive_imbalance"]].mean()
+    assert (by_batch.neupims_imbalance < by_batch.naive_imbalance).all()
+    assert (neupims_grid.neupims_imbalance >= 1.0).all()
 
 
 def test_eager_gpu_step_waits_for_the_host_when_kernels_are_short():
