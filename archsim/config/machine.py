@@ -423,6 +423,14 @@ class PimConfig(_DeviceBase):
         "'load_balanced' (each to the channel with the least estimated attention time) or "
         "'round_robin'.",
     )
+    score_context_sync: Literal["per_head", "batch"] = Field(
+        default="per_head",
+        description="With kv_mapping 'per_request_channel' and dual row buffers, when the "
+        "context GEMVs may start: 'per_head', each head's right after its scores, the host's "
+        "softmax running beside the next heads' GEMVs; 'batch', only once every channel has "
+        "finished the score GEMVs of the whole batch and the host its softmax (what a single "
+        "row buffer forces, and how NeuPIMs' simulator runs both modes).",
+    )
 
 
 class LogicPimConfig(_DeviceBase):

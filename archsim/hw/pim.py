@@ -309,7 +309,9 @@ class PimDevice:
         ending with its busiest channel, the host's softmax between them. With dual row
         buffers the scores of one head go out while the next head's GEMVs run, so the
         softmax hides behind them ([NeuPIMs] Sec. 6.1): one phase, each channel's score and
-        context GEMVs back to back, ending with the busiest channel.
+        context GEMVs back to back, ending with the busiest channel; unless
+        ``score_context_sync`` is ``batch``, which keeps the two phases with dual row buffers
+        too (the host's reads still run beside them).
         """
         if len(contexts) != len(channels):
             raise ValueError(f"{len(contexts)} contexts but {len(channels)} channel assignments")
@@ -334,7 +336,7 @@ class PimDevice:
         vectors = len(contexts) * heads_q * head_dim * elem
         scores = tokens * heads_q * elem
         banks = self.config.banks_per_channel
-        if self.blocks_host_memory:
+        if self.blocks_host_memory or self.config.score_context_sync == "batch":
             runs = [(qk, bus[0], comps[0], rows[0]), (sv, bus[1], comps[1], rows[1])]
         else:
             runs = [(qk + sv, bus.sum(axis=0), comps.sum(), rows.sum())]

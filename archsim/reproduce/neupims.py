@@ -193,13 +193,16 @@ def channel_imbalance(
     return max(load) / statistics.mean(load)
 
 
-# [repo] configs/systolic_ws_128x128_dev.json spad_size 1024 (KB), precision 2 (bytes)
-REPO_SPAD_BYTES = 1024 * 1024
+# [repo] src/Common.cc initialize_config takes spad_size from the core config's sram_size,
+# 134218 (KB) in configs/systolic_ws_128x128_dev.json (the file's own spad_size, 1024, is never
+# read; the same in the development copy github.com/orbizzz/NeuPIMs); precision 2 (bytes)
+REPO_SPAD_BYTES = 134218 * 1024
 REPO_ELEM_BYTES = 2
 
 
 def repo_fused_mha_head_share(model: GridModel, contexts: Sequence[int]) -> float:
-    """Share of the NPU-only attention work the authors' simulator issues, not modelled here.
+    """Share of the NPU-only attention work the authors' simulator issues (1 when every head of
+    every request fits its scratchpad tile, as archsim counts them).
 
     Their FusedMHA (src/operations/FusedMHA.cc, calculate_loops and initialize_tiles) builds
     one tile per request holding ``heads_per_tile = (spad_size / 2) / ((2 dk + 2 dk L + L) x
@@ -246,7 +249,6 @@ def grid_results(
                 **{f"{k}_tok_s": tps[k] for k in (*SYSTEMS, "gpu_kernels")},
                 "npu_attention_share": npu_attention_share(machines["npu_only"], model, contexts),
                 "npu_attention_slowdown": npu_attention_slowdown(machines, model, contexts),
-                "repo_head_share": repo_fused_mha_head_share(model, contexts),
                 # busiest over mean channel: as the traces place the requests, and the naive
                 # batch under a plain round robin in arrival order (archsim's policy before)
                 "neupims_imbalance": channel_imbalance(
@@ -270,14 +272,39 @@ def grid_results(
     return pd.DataFrame(rows)
 
 
+def per_head_sync_gains(grid: pd.DataFrame) -> dict[str, float]:
+    """NeuPIMs' grid-mean gains had its dual row buffers overlapped the softmax head by head
+    (the paper's Sec. 6.1) rather than waiting for the batch's scores as its simulator does."""
+    config = load_machine(resolve(MACHINES["neupims"], "archsim.hwconfigs")).config
+    devices = [
+        d.model_copy(update={"score_context_sync": "per_head"}) if d.kind == "pim" else d
+        for d in config.devices
+    ]
+    machine = Machine.from_config(config.model_copy(update={"devices": devices}))
+    gains: dict[str, list[float]] = {k: [] for k in PAPER}
+    for point in grid.itertuples():
+        model = MODELS[point.model]
+        key = (point.dataset, point.batch, point.model)
+        interleave = 2 if point.batch >= SUB_BATCH_MIN else 1
+        tok_s = simulate_decode_step(
+            machine,
+            model.stage,
+            TRACES[key],
+            SystemPlan("npu", "pim", sub_batches=interleave),
+            tensor_parallel=model.tensor_parallel,
+            channels=CLB_CHANNELS[key],
+        ).tokens_per_s
+        for k in PAPER:
+            gains[k].append(tok_s / getattr(point, k.replace("over_", "") + "_tok_s"))
+    return {k: statistics.mean(v) for k, v in gains.items()}
+
+
 def _rounded(frame: pd.DataFrame) -> pd.DataFrame:
     shown = frame.copy()
     for column in shown.columns:
         if column.endswith("_tok_s"):
             shown[column] = shown[column].round().astype(int)
-        elif column.startswith(("over_", "npu_attention", "repo_")) or column.endswith(
-            "_imbalance"
-        ):
+        elif column.startswith(("over_", "npu_attention")) or column.endswith("_imbalance"):
             shown[column] = shown[column].round(2)
     return shown
 
@@ -294,7 +321,7 @@ def reproduce_neupims() -> Reproduction:
     by_batch = grid.groupby("batch")[[*PAPER, "over_gpu_kernels", "npu_attention_share"]].mean()
     by_batch_imbalance = grid.groupby("batch")[["naive_imbalance", "neupims_imbalance"]].mean()
     by_dataset = grid.groupby("dataset")[
-        [*PAPER, "npu_attention_share", "npu_attention_slowdown", "repo_head_share"]
+        [*PAPER, "npu_attention_share", "npu_attention_slowdown"]
     ].mean()
     share = grid["npu_attention_share"]
     bound = 1.0 / (1.0 - share)
@@ -303,6 +330,7 @@ def reproduce_neupims() -> Reproduction:
     default_point = grid[
         (grid.dataset == "sharegpt") & (grid.batch == 512) & (grid.model == "gpt3-7b")
     ].iloc[0]
+    per_head = per_head_sync_gains(grid)
     doc = Document("NeuPIMs reproduction")
     doc.add(Paragraph("Regenerate with `archsim reproduce neupims`."))
     doc.add(Heading("Setup"))
@@ -352,10 +380,17 @@ def reproduce_neupims() -> Reproduction:
             "mostly empty V rows. Every all-bank row pays a ganged activation (one G_ACT per bank "
             "group, tFAW apart within a rank, then tRCD), MAC commands at max(burst, tCCD_S) and "
             "result reads; every query and score chunk is first written to the global buffer. "
-            "The scores go to the NPU's vector unit for the softmax: in blocked mode only once "
-            "every channel has finished the score GEMVs, so the batch waits for the softmax "
-            "between the two GEMVs; with dual row buffers head by head while the next heads' "
-            "GEMVs run (the paper's Sec. 6.1). With dual row buffers the NPU's reads run beside "
+            "The scores go to the NPU's vector unit for the softmax, and the context GEMVs start "
+            "only once every channel has finished the score GEMVs and the softmax is done, so "
+            "each (sub-)batch waits for the softmax between the two GEMVs. Blocked mode forces "
+            "this; with dual row buffers the paper's Sec. 6.1 overlaps it head by head, but its "
+            "simulator does not: src/StageProgram.cc (init_PIM_program) feeds all of "
+            "NeuPIMSLogitSoftmax's outputs to NeuPIMSAttend, and src/operations/Operation.cc "
+            "produces an op's outputs only when it finishes (set_finish) and starts an op only "
+            "once all its inputs exist (check_executable), in both modes (neupims.yaml: "
+            "score_context_sync: batch). With the per-head overlap instead NeuPIMs' grid means "
+            f"would be {per_head['over_npu_only']:.2f}x, {per_head['over_naive_npu_pim']:.2f}x "
+            f"and {per_head['over_gpu_only']:.2f}x. With dual row buffers the NPU's reads run beside "
             "PIM, but the PIM commands take the channel's column-command slots first, so NPU ops "
             "running beside a PIM phase get the remaining share of the channel bandwidth."
         )
@@ -487,9 +522,10 @@ def reproduce_neupims() -> Reproduction:
     )
     doc.add(Heading("Gaps"))
     naive_gain = grid.naive_npu_pim_tok_s / grid.npu_only_tok_s
-    # NeuPIMs unchanged, the NPU-only attention cut to the heads the repository issues
-    repo_heads = (grid.over_npu_only * (1.0 - share + share * grid.repo_head_share)).mean()
-    by_dataset_heads = grid.groupby("dataset").repo_head_share.mean()
+    head_share = min(
+        repo_fused_mha_head_share(MODELS[p.model], TRACES[(p.dataset, p.batch, p.model)])
+        for p in grid.itertuples()
+    )
     doc.add(
         Paragraph(
             "Over NPU-only the grid mean now overshoots, from the long-context, large-batch "
@@ -500,16 +536,17 @@ def reproduce_neupims() -> Reproduction:
             f"attention, which the ganged mapping raises to {share.mean():.2f} on average "
             f"(Alpaca {by_dataset.npu_attention_share['alpaca']:.2f}, ShareGPT "
             f"{by_dataset.npu_attention_share['sharegpt']:.2f}; the bound averages "
-            f"{bound.mean():.2f}x). Two differences from the authors' simulator are not "
-            "modelled, as neither is a property of the hardware. (1) Their FusedMHA builds one "
-            "tile per request of heads_per_tile = (spad_size / 2) / ((2 dk + 2 dk L + L) x 2 B) "
-            "heads (calculate_loops, 512 KiB of the 1024 KiB scratchpad) and issues no "
-            "instruction for the other heads (initialize_tiles), so at ShareGPT's ~300 tokens "
-            "a request runs 3 of the 8 to 14 heads a device holds, at Alpaca's ~60 all of them; "
-            f"of the attention work it issues {by_dataset_heads['alpaca']:.2f} on Alpaca and "
-            f"{by_dataset_heads['sharegpt']:.2f} on ShareGPT. Had archsim's NPU-only attention "
-            "done only those heads (NeuPIMs unchanged) the grid mean would be about "
-            f"{repo_heads:.2f}x. (2) Their PV loop issues (L + 127) / 128 rounded up preloads, "
+            f"{bound.mean():.2f}x). (1) The scratchpad cuts no heads: FusedMHA's "
+            "calculate_loops fits heads_per_tile = (spad_size / 2) / ((2 dk + 2 dk L + L) x 2 B) "
+            "heads of a request in its tile and initialize_tiles issues only those, but "
+            "src/Common.cc (initialize_config) sets spad_size from the core config's sram_size, "
+            "134218 KB in configs/systolic_ws_128x128_dev.json (the 1024 KB spad_size there is "
+            "never read, in the public repository and the development copy alike), so every "
+            "head fits (the least share of the attention work issued at any grid point is "
+            f"{head_share:.2f}) and archsim, counting every head, agrees; an earlier reading of "
+            "1024 KB that dropped heads at ShareGPT lengths does not hold. Not modelled, as it "
+            "is not a property of the hardware: (2) their PV loop issues (L + 127) / 128 "
+            "rounded up preloads, "
             "one more than the positions need, and NeuPIMSystolicWS issues in order, so the "
             "fill and drain (254 cycles) of each dependent GEMV shows; both slow theirs "
             "further and archsim counts neither. The NPU-only baseline itself is on the "
@@ -526,7 +563,10 @@ def reproduce_neupims() -> Reproduction:
         Paragraph(
             "Over naive NPU+PIM: at batches 64 and 128 neither system interleaves sub-batches "
             "(the repository enables it from 256), so the two differ only in the row buffers and "
-            "the channel policy, and with short PIM phases they come out close "
+            "where their traces put the requests (busiest over mean channel at batch 64: naive "
+            f"{by_batch_imbalance.naive_imbalance[64]:.2f}x, NeuPIMs "
+            f"{by_batch_imbalance.neupims_imbalance[64]:.2f}x), and with short PIM phases "
+            "they come out close "
             f"({by_batch.over_naive_npu_pim[64]:.2f}x and {by_batch.over_naive_npu_pim[128]:.2f}x"
             "). At batch 256 interleaving costs more than it hides "
             f"({by_batch.over_naive_npu_pim[256]:.2f}x): each sub-batch of 128 is below the "
@@ -550,7 +590,13 @@ def reproduce_neupims() -> Reproduction:
             f"{(grid.gpu_only_tok_s / grid.gpu_kernels_tok_s).mean() - 1:+.1%} faster on average "
             "than every kernel paying its launch (most at batch 64). What the paper's PyTorch "
             "program launched (norms, activations, unfused attention, KV-cache copies or "
-            "padding to the batch's longest request) is not stated; archsim prices five "
+            "padding to the batch's longest request) is not stated, and no GPU baseline program "
+            "was found: github.com/casys-kaist/NeuPIMs holds the simulator, NewtonSim, the "
+            "trace generator (trace-generator/*.py: request lengths and channel placement) and "
+            "plotting scripts, the development copy github.com/orbizzz/NeuPIMs simulator run "
+            "scripts (brun.sh, brun_10iter.sh, newton.sh, exe_all_config.sh) and traces, and "
+            "neither a PyTorch, HuggingFace, Megatron or FasterTransformer script nor GPU "
+            "measurements; so the GPU-only machine is left as it was. archsim prices five "
             "kernels per block for every system and adds no overhead beyond the calibrated host "
             "figures. No constant was tuned to close a gap."
         )

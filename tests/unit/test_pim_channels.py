@@ -23,12 +23,21 @@ ROOT = Path(__file__).parents[2]
 SHAPE = {"heads_q": 8, "heads_kv": 8, "head_dim": 128, "dtype": DType.BF16}
 
 
-def _pim(name: str = "neupims"):
-    return build_device(load_machine(ROOT / "hwconfigs" / f"{name}.yaml").config.devices[1])
+def _config(name: str, **pim_fields):
+    config = load_machine(ROOT / "hwconfigs" / f"{name}.yaml").config
+    if not pim_fields:
+        return config
+    devices = list(config.devices)
+    devices[1] = devices[1].model_copy(update=pim_fields)
+    return config.model_copy(update={"devices": devices})
 
 
-def _machine(name: str) -> Machine:
-    return Machine.from_config(load_machine(ROOT / "hwconfigs" / f"{name}.yaml").config)
+def _pim(name: str = "neupims", **pim_fields):
+    return build_device(_config(name, **pim_fields).devices[1])
+
+
+def _machine(name: str, **pim_fields) -> Machine:
+    return Machine.from_config(_config(name, **pim_fields))
 
 
 def _phases(pim, contexts):
@@ -91,8 +100,13 @@ def test_softmax_round_trip_lengthens_blocked_pim_attention():
     contexts = list(np.random.default_rng(2).integers(64, 512, 128))
     softmax = _Layer(GPT3_7B, contexts, 4, DType.BF16).softmax_op()
     gaps = {}
-    for name in ("neupims_naive", "neupims"):
-        machine = _machine(name)
+    systems = {
+        "neupims_naive": {},
+        "neupims": {},
+        "neupims_per_head": {"score_context_sync": "per_head"},
+    }
+    for name, fields in systems.items():
+        machine = _machine(name.removesuffix("_per_head"), **fields)
         step = simulate_decode_step(
             machine, GPT3_7B, contexts, SystemPlan("npu", "pim"), tensor_parallel=4
         )
@@ -103,18 +117,26 @@ def test_softmax_round_trip_lengthens_blocked_pim_attention():
     # blocked mode: the scores leave the banks only once every channel is done, so every
     # layer waits for the NPU's softmax between the two GEMVs
     assert gaps["neupims_naive"] == pytest.approx(1.0, rel=0.05)
-    # dual row buffers: each head's scores go out while the next heads' GEMVs run
-    assert abs(gaps["neupims"]) < 0.05
+    # NeuPIMs as its simulator runs it: the context GEMVs wait for the whole batch's scores
+    assert _pim("neupims").config.score_context_sync == "batch"
+    assert gaps["neupims"] == pytest.approx(1.0, rel=0.05)
+    # dual row buffers synchronised per head: each head's scores go out while the next heads'
+    # GEMVs run, and the softmax hides
+    assert abs(gaps["neupims_per_head"]) < 0.05
 
 
 def test_blocked_pim_pays_the_busiest_channel_twice():
     contexts = [int(c) for c in np.random.default_rng(4).integers(16, 2048, 256)]
     shape = {**SHAPE}
-    dual, blocked = _pim("neupims"), _pim("neupims_naive")
+    dual = _pim("neupims", score_context_sync="per_head")
+    blocked, synced = _pim("neupims_naive"), _pim("neupims")
     channels = dual.assign_channels(contexts, **shape)
     one = dual.attention_phases(contexts, channels, **shape)
     two = blocked.attention_phases(contexts, channels, **shape)
     assert len(one) == 1 and len(two) == 2
+    # batch-synchronised dual row buffers run the same two phases as blocked mode
+    batch = synced.attention_phases(contexts, channels, **shape)
+    assert [p.cost.latency_s for p in batch] == pytest.approx([p.cost.latency_s for p in two])
     # the score and context phases each end with their busiest channel: never shorter than the
     # busiest channel running both back to back
     assert sum(p.cost.latency_s for p in two) >= one[0].cost.latency_s

@@ -41,9 +41,8 @@ def duplex():
 def test_neupims_over_npu_only_overshoots_over_the_grid(neupims, neupims_grid):
     # Known miss (reports/reproductions/neupims.md, Gaps): the NPU-only baseline runs attention
     # one (request, head) at a time on the ganged arrays, as the authors' simulator issues it,
-    # but every head of every request (their FusedMHA drops the heads beyond one scratchpad
-    # tile's worth), so the long-context, large-batch points and with them the mean come out
-    # above the paper; NeuPIMs must beat NPU-only at every point.
+    # so the long-context, large-batch points and with them the mean come out above the paper;
+    # NeuPIMs must beat NPU-only at every point.
     m = neupims.metrics["throughput_over_npu_only"]
     assert m.archsim > m.paper * (1 + TOLERANCE)
     assert (neupims_grid.over_npu_only > 1.0).all()
