@@ -13,6 +13,7 @@ import pandas as pd
 
 from archsim.config import load_machine
 from archsim.hw.machine import Machine
+from archsim.hw.memory import pim_gemv_row_cycles, pim_gwrite_cycles
 from archsim.ir.tensor import DType
 from archsim.report.document import Document, Heading, Paragraph, Table
 from archsim.reproduce.base import Metric, Reproduction, metrics_table, register_reproduction
@@ -320,6 +321,15 @@ def reproduce_neupims() -> Reproduction:
     }
     by_batch = grid.groupby("batch")[[*PAPER, "over_gpu_kernels", "npu_attention_share"]].mean()
     by_batch_imbalance = grid.groupby("batch")[["naive_imbalance", "neupims_imbalance"]].mean()
+    naive_pim = load_machines()["naive_npu_pim"].devices["pim"]
+    # a K row: four 128-wide heads, eight 16-MAC commands and one result read each
+    k_row_cycles = pim_gemv_row_cycles(
+        naive_pim.standard,
+        banks_per_channel=naive_pim.config.banks_per_channel,
+        comps=32,
+        readres=4,
+    )
+    gwrite_cycles = pim_gwrite_cycles(naive_pim.standard, commands_per_row=32)
     by_dataset = grid.groupby("dataset")[
         [*PAPER, "npu_attention_share", "npu_attention_slowdown"]
     ].mean()
@@ -473,7 +483,13 @@ def reproduce_neupims() -> Reproduction:
             "per head of 8 MAC commands as the fused command (channel_state.cc "
             "UpdateChannelTiming), so archsim's row cost holds for both; "
             "newton_command_queue.cc issues PIM commands only while the read/write queues are "
-            "empty, again blocked mode. The one difference found is the channel placement: "
+            "empty, again blocked mode. Per command the two modes share one timing file "
+            "(HBM2_8Gb_x128_singlepim.ini and _dualpim.ini differ only in pim_type), and "
+            "archsim's all-bank K row of four heads costs "
+            f"{k_row_cycles:.0f} controller cycles (refresh included) and a global-buffer "
+            f"write {gwrite_cycles:.0f}, where the repository's scheduler estimates "
+            "184 and 100 (Scheduler.cc constructor, _gemv_latency and _gwrite_latency, used only "
+            "to place requests). The one difference found is the channel placement: "
             "Scheduler::allocate_requests takes each request's channel from its trace "
             "(allocate_pim_tile, the policy archsim had applied itself, is marked deprecated), "
             "and the generator placed requests as they arrived, among requests that since left. "
