@@ -100,6 +100,39 @@ class _GemmRun:
     sp_write_bytes: float
 
 
+def _double_buffered_run(
+    tiling: GemmTiling,
+    load: np.ndarray,
+    compute: np.ndarray,
+    store: np.ndarray,
+    dram_bytes: tuple[float, float],
+    sp_bytes: tuple[float, float],
+) -> _GemmRun:
+    """The tile pipeline of one attention mapping with two buffers, as a :class:`_GemmRun`.
+
+    ``dram_bytes`` and ``sp_bytes`` are (read, write) totals over all tiles.
+    """
+    total, stall = simulate_tile_pipeline(
+        np.ascontiguousarray(load, dtype=np.float64),
+        np.ascontiguousarray(compute, dtype=np.float64),
+        np.ascontiguousarray(store, dtype=np.float64),
+        2,
+    )
+    return _GemmRun(
+        tiling=tiling,
+        tiles=len(load),
+        cycles=float(total),
+        stall_cycles=float(stall),
+        compute_cycles=float(compute.sum()),
+        load_cycles=float(load.sum()),
+        store_cycles=float(store.sum()),
+        dram_read_bytes=dram_bytes[0],
+        dram_write_bytes=dram_bytes[1],
+        sp_read_bytes=sp_bytes[0],
+        sp_write_bytes=sp_bytes[1],
+    )
+
+
 def _ceil_div(x: np.ndarray | int | float, y: np.ndarray | int | float) -> np.ndarray:
     return np.ceil(np.asarray(x, dtype=np.float64) / y)
 
@@ -600,25 +633,17 @@ class NpuDevice:
         transfers = np.where(first, 3.0, 2.0)  # K and V, plus q on a stream's first chunk
         load = load_bytes / self._dram_bytes_per_cycle + self._setup_per_tile(transfers)
         store = np.where(last, store_bytes / self._dram_bytes_per_cycle + self._setup_cycles, 0.0)
-        total, stall = simulate_tile_pipeline(
-            np.ascontiguousarray(load),
-            np.ascontiguousarray(compute),
-            np.ascontiguousarray(store),
-            2,
-        )
         dram_read, dram_write = float(load_bytes.sum()), float(store_bytes.sum())
-        return _GemmRun(
-            tiling=GemmTiling(int(chunk), rows, d, buffers=2),
-            tiles=len(load),
-            cycles=float(total),
-            stall_cycles=float(stall),
-            compute_cycles=float(compute.sum()),
-            load_cycles=float(load.sum()),
-            store_cycles=float(store.sum()),
-            dram_read_bytes=dram_read,
-            dram_write_bytes=dram_write,
-            sp_read_bytes=float(operand_reads.sum() + acc_bytes.sum()) + dram_write,
-            sp_write_bytes=dram_read + float(acc_bytes.sum()),
+        return _double_buffered_run(
+            GemmTiling(int(chunk), rows, d, buffers=2),
+            load,
+            compute,
+            store,
+            (dram_read, dram_write),
+            (
+                float(operand_reads.sum() + acc_bytes.sum()) + dram_write,
+                dram_read + float(acc_bytes.sum()),
+            ),
         )
 
     def _ganged_gemv_run(self, op: Attention, rows: int, kv_len: int) -> _GemmRun | None:
@@ -670,26 +695,15 @@ class NpuDevice:
         store_bytes = s * rows * d * o_b
         load = load_bytes / self._dram_bytes_per_cycle + self._setup_per_tile(3.0)
         store = store_bytes / self._dram_bytes_per_cycle + self._setup_cycles
-        total, stall = simulate_tile_pipeline(
-            np.ascontiguousarray(load),
-            np.ascontiguousarray(compute),
-            np.ascontiguousarray(store),
-            2,
-        )
         acc_bytes = s * rows * (kv_len + d) * ACC_ELEM_BYTES
         dram_read, dram_write = float(load_bytes.sum()), float(store_bytes.sum())
-        return _GemmRun(
-            tiling=GemmTiling(int(kv_len), rows, d, buffers=2),
-            tiles=len(load),
-            cycles=float(total),
-            stall_cycles=float(stall),
-            compute_cycles=float(compute.sum()),
-            load_cycles=float(load.sum()),
-            store_cycles=float(store.sum()),
-            dram_read_bytes=dram_read,
-            dram_write_bytes=dram_write,
-            sp_read_bytes=dram_read + float(acc_bytes.sum()) + dram_write,
-            sp_write_bytes=dram_read + float(acc_bytes.sum()),
+        return _double_buffered_run(
+            GemmTiling(int(kv_len), rows, d, buffers=2),
+            load,
+            compute,
+            store,
+            (dram_read, dram_write),
+            (dram_read + float(acc_bytes.sum()) + dram_write, dram_read + float(acc_bytes.sum())),
         )
 
     # ---- vector unit ------------------------------------------------------------------------
