@@ -27,6 +27,7 @@ out of archsim's planners.
 from __future__ import annotations
 
 import math
+import typing
 
 import pandas as pd
 
@@ -63,16 +64,8 @@ WHOLE_GRAPH_TIME_LIMIT_S = 60.0
 MAX_NODES = 2000
 ORDER_EVALUATIONS = 2000
 
-CNN_MODELS = (
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "resnet101",
-    "mobilenet_v2",
-    "googlenet",
-    "squeezenet",
-    "densenet121",
-)
+# every CNN preset archsim ships
+CNN_MODELS: tuple[str, ...] = typing.get_args(CnnSpec.model_fields["model"].annotation)
 GRAPHS: dict[str, CnnSpec | NasCellSpec] = {m: CnnSpec(model=m) for m in CNN_MODELS}
 # One stack of NASNet-A (4 @ 1056), the mobile ImageNet model of Zoph et al. 2018, Table 2: N = 4
 # normal cells at the 28x28 stage with F = 1056 / 24 = 44 filters per branch (the penultimate
