@@ -35,6 +35,7 @@ import math
 import numba
 import numpy as np
 
+from archsim.kernels.arith import cdiv
 from archsim.kernels.tile_pipeline import (
     simulate_repeated_tile_pipeline,
     simulate_tile_pipeline_reference,
@@ -89,19 +90,14 @@ N_RESULTS = 15
 
 
 @numba.njit(cache=True)
-def _cdiv(x: float, y: float) -> float:
-    return math.ceil(x / y)
-
-
-@numba.njit(cache=True)
 def _operand_reads(tm: float, tn: float, tk: float, p: np.ndarray) -> float:
     """Scratchpad bytes the arrays read for one tile's operands."""
     a_tile = tm * tk * p[P_A_BYTES]
     b_tile = tk * tn * p[P_B_BYTES]
     # the activation tile streams once per column block in both dataflows; WS loads each weight
     # into an array once per tile, OS streams it once per row block
-    a_reads = a_tile * _cdiv(tn, p[P_COLS])
-    b_reads = b_tile if p[P_DATAFLOW] == 0 else b_tile * _cdiv(tm, p[P_ROWS])
+    a_reads = a_tile * cdiv(tn, p[P_COLS])
+    b_reads = b_tile if p[P_DATAFLOW] == 0 else b_tile * cdiv(tm, p[P_ROWS])
     return a_reads + b_reads
 
 
@@ -110,11 +106,11 @@ def _tile_compute(tm: float, tn: float, tk: float, p: np.ndarray) -> float:
     """Compute cycles of one ``tm x tn x tk`` tile (see the module docstring)."""
     rows, cols, arrays, macs = p[P_ROWS], p[P_COLS], p[P_ARRAYS], p[P_MACS_PER_PE]
     if p[P_DATAFLOW] == 0:
-        blocks = _cdiv(tk, rows * macs) * _cdiv(tn, cols)
+        blocks = cdiv(tk, rows * macs) * cdiv(tn, cols)
         stream = tm
     else:
-        blocks = _cdiv(tm, rows) * _cdiv(tn, cols)
-        stream = _cdiv(tk, macs)
+        blocks = cdiv(tm, rows) * cdiv(tn, cols)
+        stream = cdiv(tk, macs)
     per_block = max(stream, rows)
     full_rounds = math.floor(blocks / arrays)
     leftover = blocks - full_rounds * arrays
@@ -149,7 +145,7 @@ def _estimate(tm: float, tn: float, tk: float, p: np.ndarray) -> float:
     """The analytic estimate of one double-buffered candidate (see the module docstring)."""
     m, n, k, batch = p[P_M], p[P_N], p[P_K], p[P_BATCH]
     bpc = p[P_DRAM_BYTES_PER_CYCLE]
-    n_m, n_n, n_k = _cdiv(m, tm), _cdiv(n, tn), _cdiv(k, tk)
+    n_m, n_n, n_k = cdiv(m, tm), cdiv(n, tn), cdiv(k, tk)
     tiles = n_m * n_n * n_k * batch
     last_m, last_n, last_k = m - (n_m - 1) * tm, n - (n_n - 1) * tn, k - (n_k - 1) * tk
     compute_total = 0.0
@@ -198,7 +194,7 @@ def run_tiling(
     m, n, k, batch = p[P_M], p[P_N], p[P_K], int(p[P_BATCH])
     bpc, setup = p[P_DRAM_BYTES_PER_CYCLE], p[P_SETUP_CYCLES]
     tm, tn, tk = min(tile_m, m), min(tile_n, n), min(tile_k, k)
-    n_m, n_n, n_k = int(_cdiv(m, tm)), int(_cdiv(n, tn)), int(_cdiv(k, tk))
+    n_m, n_n, n_k = int(cdiv(m, tm)), int(cdiv(n, tn)), int(cdiv(k, tk))
     last = (m - (n_m - 1) * tm, n - (n_n - 1) * tn, k - (n_k - 1) * tk)
     order = loop_order
     if order == AUTO_LOOP_ORDER:

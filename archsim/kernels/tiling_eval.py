@@ -53,6 +53,7 @@ import math
 import numba
 import numpy as np
 
+from archsim.kernels.arith import cdiv
 from archsim.kernels.tile_pipeline import simulate_tile_pipeline_reference
 
 DATAFLOWS = ("ws", "os", "is")
@@ -80,22 +81,17 @@ N_PARAMS = 17
 
 
 @numba.njit(cache=True)
-def _cdiv(x: float, y: float) -> float:
-    return math.ceil(x / y)
-
-
-@numba.njit(cache=True)
 def _tile_compute(tm: float, tn: float, tk: float, flow: int, p: np.ndarray) -> float:
     """Compute cycles of one ``tm x tn x tk`` tile (see the module docstring)."""
     rows, cols, arrays, macs = p[P_ROWS], p[P_COLS], p[P_ARRAYS], p[P_MACS_PER_PE]
     if flow == 0:
-        blocks = _cdiv(tk, rows * macs) * _cdiv(tn, cols)
+        blocks = cdiv(tk, rows * macs) * cdiv(tn, cols)
         stream = tm
     elif flow == 1:
-        blocks = _cdiv(tm, rows) * _cdiv(tn, cols)
-        stream = _cdiv(tk, macs)
+        blocks = cdiv(tm, rows) * cdiv(tn, cols)
+        stream = cdiv(tk, macs)
     else:
-        blocks = _cdiv(tk, rows * macs) * _cdiv(tm, cols)
+        blocks = cdiv(tk, rows * macs) * cdiv(tm, cols)
         stream = tn
     full_rounds = math.floor(blocks / arrays)
     leftover = blocks - full_rounds * arrays
@@ -106,11 +102,11 @@ def _tile_compute(tm: float, tn: float, tk: float, flow: int, p: np.ndarray) -> 
     a_tile = tm * tk * p[P_A_BYTES]
     b_tile = tk * tn * p[P_B_BYTES]
     if flow == 0:
-        operands = a_tile * _cdiv(tn, cols) + b_tile
+        operands = a_tile * cdiv(tn, cols) + b_tile
     elif flow == 1:
-        operands = a_tile * _cdiv(tn, cols) + b_tile * _cdiv(tm, rows)
+        operands = a_tile * cdiv(tn, cols) + b_tile * cdiv(tm, rows)
     else:
-        operands = a_tile + b_tile * _cdiv(tm, cols)
+        operands = a_tile + b_tile * cdiv(tm, cols)
     port = (operands + tm * tn * p[P_ACC_BYTES]) / p[P_SP_BYTES_PER_CYCLE]
     return max(array_cycles, port)
 
@@ -133,7 +129,7 @@ def _candidate(
     """(cycles, DRAM bytes) of one candidate; tiles are clipped to the GEMM's extents."""
     m, n, k, batch = p[P_M], p[P_N], p[P_K], p[P_BATCH]
     tm, tn, tk = min(tm, m), min(tn, n), min(tk, k)
-    n_m, n_n, n_k = _cdiv(m, tm), _cdiv(n, tn), _cdiv(k, tk)
+    n_m, n_n, n_k = cdiv(m, tm), cdiv(n, tn), cdiv(k, tk)
     last_m, last_n, last_k = m - (n_m - 1) * tm, n - (n_n - 1) * tn, k - (n_k - 1) * tk
     compute = 0.0
     for im in range(2):
@@ -192,7 +188,7 @@ def _replay(
     """
     m, n, k, batch = p[P_M], p[P_N], p[P_K], int(p[P_BATCH])
     tm, tn, tk = min(tm, m), min(tn, n), min(tk, k)
-    n_m, n_n, n_k = int(_cdiv(m, tm)), int(_cdiv(n, tn)), int(_cdiv(k, tk))
+    n_m, n_n, n_k = int(cdiv(m, tm)), int(cdiv(n, tn)), int(cdiv(k, tk))
     last = (m - (n_m - 1) * tm, n - (n_n - 1) * tn, k - (n_k - 1) * tk)
     # compute cycles of the eight (full or last) tile shapes, index 4*is_last_m + 2*n + k
     shapes = np.empty(8)
