@@ -37,6 +37,7 @@ the memory interface (controller, PHY, IO) and bytes between L2 and the SMs the 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -49,8 +50,14 @@ from archsim.hw.gpu_attention import (
     decode_splits,
     prefill_compute_s,
 )
+from archsim.hw.gpu_sparse import (
+    FLASH_LLM_TOKEN_SIZES,
+    SpmmCost,
+    flash_llm_padded_tokens,
+    flash_llm_spmm_for_density,
+)
 from archsim.ir.ops import Attention, Elementwise, Gemm, GroupedGemm, MoeRouter, Op, gemm
-from archsim.ir.tensor import NM, DType
+from archsim.ir.tensor import DENSE, NM, DType, Unstructured
 
 # Op kinds that a GPU runs as one bandwidth-bound kernel (one pass over inputs and outputs).
 _STREAMING_KINDS = frozenset(
@@ -234,6 +241,58 @@ def _sparse_tensor_core_speedup(op: Gemm) -> float:
     return 1.0
 
 
+# Element types the Flash-LLM kernel runs (fp16 values in Tiled-CSL; bf16 has the same width).
+_FLASH_LLM_DTYPES = frozenset({DType.FP16, DType.BF16})
+# Flash-LLM's mainloop bounds, as :class:`archsim.hw.base.Bound`: its load chain and HBM queue
+# are memory; shared memory and tensor cores are the SM's work.
+_FLASH_LLM_BOUNDS = {
+    "memory": Bound.MEMORY,
+    "latency": Bound.MEMORY,
+    "shared_memory": Bound.COMPUTE,
+    "tensor": Bound.COMPUTE,
+}
+
+
+@dataclass(frozen=True)
+class _SpmmShape:
+    """A GEMM as Flash-LLM sees it: a ``k x n`` sparse weight times ``tokens`` dense columns."""
+
+    tokens: int
+    k: int
+    n: int
+    density: float
+
+
+def _spmm_shape(op: Gemm) -> _SpmmShape | None:
+    """The Flash-LLM problem of a skinny GEMM with one unstructured fp16/bf16 operand, else None.
+
+    A sparse ``b`` (``K x N``) is the kernel's weight and the ``M`` (times batch, when the weight
+    is shared) rows of ``a`` its tokens; a sparse ``a`` (``M x K``) is the weight of the transposed
+    product (``out^T = b^T a^T``), its ``N`` columns the tokens.
+    """
+    if op.dtype not in _FLASH_LLM_DTYPES:
+        return None
+    a_sparse = isinstance(op.a.sparsity, Unstructured)
+    b_sparse = isinstance(op.b.sparsity, Unstructured)
+    if b_sparse and op.a.sparsity == DENSE and op.b.shape == (op.k, op.n):
+        shape = _SpmmShape(op.batch * op.m, op.k, op.n, op.b.sparsity.density)
+    elif a_sparse and op.b.sparsity == DENSE and op.batch == 1:
+        shape = _SpmmShape(op.n, op.k, op.m, op.a.sparsity.density)
+    else:
+        return None
+    return shape if shape.tokens <= FLASH_LLM_TOKEN_SIZES[-1] else None
+
+
+def _zero_filled(op: Gemm) -> Gemm:
+    """The GEMM with its unstructured operands stored dense, zeros included."""
+    a, b = op.a, op.b
+    if isinstance(a.sparsity, Unstructured):
+        a = dataclasses.replace(a, sparsity=DENSE)
+    if isinstance(b.sparsity, Unstructured):
+        b = dataclasses.replace(b, sparsity=DENSE)
+    return dataclasses.replace(op, a=a, b=b)
+
+
 @register_device("gpu")
 class GpuDevice:
     """One GPU running library kernels, launched one at a time from a host.
@@ -247,8 +306,12 @@ class GpuDevice:
     -----
     Sparse GEMM operands are kept simple: a 2:4 (``NM(2, 4)``) operand uses the sparse tensor
     cores, which halves math time, and moves its compressed bytes (kept values plus 2-bit
-    metadata). Every other sparsity runs on the dense tensor cores at the dense math time and only
-    moves fewer (compressed) bytes.
+    metadata). An unstructured operand has two kernels, and the faster one runs, as a library
+    that offers both would pick it: the dense GEMM over the weight stored dense with its zeros
+    (dense tensor cores cannot read a compressed unstructured layout), and, for a skinny fp16/bf16
+    GEMM with the other operand dense, Flash-LLM (:mod:`archsim.hw.gpu_sparse`: Tiled-CSL loaded
+    as sparse, computed as dense on the tensor cores). Block and other N:M sparsity run on the
+    dense tensor cores at the dense math time and only move fewer (compressed) bytes.
     """
 
     kind = "gpu"
@@ -281,6 +344,9 @@ class GpuDevice:
         }
         # per-instance cache: ops and mappings are frozen and hash structurally
         self._cost_cached = functools.lru_cache(maxsize=16384)(self._cost)
+        # Flash-LLM runs once per distinct (tokens, weight shape, density, dtype), whatever the
+        # op's name or mapping
+        self._flash_llm_cached = functools.lru_cache(maxsize=1024)(self._flash_llm)
 
     # ---- Protocol: description ------------------------------------------------------------
 
@@ -552,6 +618,64 @@ class GpuDevice:
         )
 
     def _gemm_cost(self, op: Gemm, mapping: GpuMapping) -> OpCost:
+        if not (isinstance(op.a.sparsity, Unstructured) or isinstance(op.b.sparsity, Unstructured)):
+            return self._tiled_gemm_cost(op, mapping)
+        tiled = self._tiled_gemm_cost(_zero_filled(op), mapping)
+        dense = dataclasses.replace(tiled, notes=f"dense GEMM, zeros stored: {tiled.notes}")
+        shape = _spmm_shape(op)
+        # a mapping that imposes a tile or split-K has chosen the dense kernel
+        if shape is None or mapping.tile is not None or mapping.split_k is not None:
+            return dense
+        sparse = self._flash_llm_cost(op, shape, mapping)
+        # the library picks the faster of its two kernels
+        return sparse if sparse.latency_s < dense.latency_s else dense
+
+    def _flash_llm(self, shape: _SpmmShape, dtype: DType) -> SpmmCost:
+        return flash_llm_spmm_for_density(
+            self.config, shape.tokens, shape.k, shape.n, shape.density, dtype
+        )
+
+    def _flash_llm_cost(self, op: Gemm, shape: _SpmmShape, mapping: GpuMapping) -> OpCost:
+        """Flash-LLM's kernel (and its split-K reduction) as an :class:`OpCost`.
+
+        The engine prices a host launch plus the first load's latency; the mapping's fixed time
+        (queued, kernel only) replaces it. Its weight streams from HBM: the model has no warm-L2
+        path.
+        """
+        cfg = self.config
+        spmm = self._flash_llm_cached(shape, op.dtype)
+        fixed_s = self._fixed(mapping)
+        latency_s = spmm.latency_s - self._fixed_s + fixed_s
+        body_s = latency_s - fixed_s
+        bound = Bound.LAUNCH if fixed_s >= body_s else _FLASH_LLM_BOUNDS[spmm.bound]
+        l2_written = spmm.hbm_write_bytes + spmm.partial_bytes
+        sm_active_s = self._sm_active_s(
+            min(spmm.blocks, cfg.sm_count), latency_s - self._launch_gap_s(mapping)
+        )
+        return OpCost(
+            latency_s=latency_s,
+            cycles=latency_s * self.clock_hz,
+            bound=bound,
+            utilization=self._utilization(op, latency_s),
+            bytes_by_level={"hbm": spmm.hbm_bytes, "l2": spmm.l2_read_bytes + l2_written},
+            actions={
+                # computed as dense: the tensor cores multiply the zeros scattered into each tile
+                f"mac.{op.dtype.value}": op.flops() / 2.0,
+                "vector_op": float(shape.tokens * shape.n * spmm.split_k),
+                "read.hbm": spmm.hbm_bytes - spmm.hbm_write_bytes,
+                "write.hbm": spmm.hbm_write_bytes,
+                "read.l2": spmm.l2_read_bytes,
+                "write.l2": l2_written,
+                "sm_active_s": sm_active_s,
+            },
+            notes=(
+                f"flash-llm SpMM (Tiled-CSL, density {shape.density:g}, {shape.tokens} tokens "
+                f"run as {flash_llm_padded_tokens(shape.tokens)}), {spmm.notes}, "
+                f"metadata {spmm.metadata_bytes / 1e6:.2f} MB"
+            ),
+        )
+
+    def _tiled_gemm_cost(self, op: Gemm, mapping: GpuMapping) -> OpCost:
         plan = self.plan_gemm(op, mapping)
         fixed_s = self._fixed(mapping)
         if _is_two_four(op):

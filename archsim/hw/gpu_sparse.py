@@ -51,6 +51,7 @@ from archsim.kernels.sparse_tiles import (
     TILED_CSL_BYTES_PER_TILE,
     closed_network_cycle,
     schedule_blocks,
+    tile_nnz_from_density,
 )
 from archsim.kernels.sweep_cache import iid_csr_rows, sweep_hits
 
@@ -187,6 +188,12 @@ class SpmmCost:
         The configuration chosen (split-K, blocks per SM ...).
     l1_hit_rate:
         Share of the activation reads that hit in L1 (Sputnik only).
+    split_k, blocks:
+        Split-K factor and thread blocks of the mainloop (Flash-LLM only).
+    hbm_write_bytes:
+        Bytes among ``hbm_bytes`` written (the output; Flash-LLM only).
+    l2_read_bytes, partial_bytes:
+        Bytes read through L2 and split-K partial bytes written to it (Flash-LLM only).
     """
 
     kernel: str
@@ -197,6 +204,11 @@ class SpmmCost:
     bound: str = "memory"
     notes: str = ""
     l1_hit_rate: float | None = None
+    split_k: int = 1
+    blocks: int = 0
+    hbm_write_bytes: float = 0.0
+    l2_read_bytes: float = 0.0
+    partial_bytes: float = 0.0
 
 
 def flash_llm_spmm(
@@ -248,6 +260,52 @@ def flash_llm_spmm(
             best = cost
     assert best is not None
     return best
+
+
+# Token counts Flash-LLM's SpMM_SplitK_API accepts up to one 128-column TilingConfig
+# (flash_llm_tiling); a GEMM with fewer tokens runs at the next one, its activations zero-padded.
+# Wider GEMMs tile the tokens over several block columns, which the model above does not capture.
+FLASH_LLM_TOKEN_SIZES = (8, 16, 32, 64, 128)
+# Per-tile counts of a weight given only by its density are drawn with this seed (fixed, so a
+# cost is a pure function of the GEMM).
+DENSITY_MODEL_SEED = 0
+
+
+def flash_llm_padded_tokens(tokens: int) -> int | None:
+    """The token count the Flash-LLM kernel runs ``tokens`` at; ``None`` beyond one 128 tile."""
+    return next((size for size in FLASH_LLM_TOKEN_SIZES if size >= tokens), None)
+
+
+@functools.lru_cache(maxsize=256)
+def _density_tile_counts(k: int, n: int, tile_k: int, tile_n: int, density: float) -> np.ndarray:
+    counts = tile_nnz_from_density(k, n, tile_k, tile_n, density, DENSITY_MODEL_SEED)
+    counts.setflags(write=False)
+    return counts
+
+
+def flash_llm_spmm_for_density(
+    gpu: GpuConfig, tokens: int, k: int, n: int, density: float, dtype: DType = DType.FP16
+) -> SpmmCost:
+    """Flash-LLM SpMM of a ``k x n`` weight known only by its unstructured ``density``.
+
+    The per-tile kept weights are drawn as an i.i.d. mask of that density would hold them
+    (:func:`archsim.kernels.sparse_tiles.tile_nnz_from_density`, seed ``DENSITY_MODEL_SEED``), so
+    the uneven tiles' imbalance is kept; split-K is searched as :func:`flash_llm_spmm` does.
+    ``tokens`` is padded to the next size in ``FLASH_LLM_TOKEN_SIZES``.
+
+    Raises
+    ------
+    ValueError
+        ``tokens`` beyond 128, where the kernel needs several token tiles per weight strip.
+    """
+    padded = flash_llm_padded_tokens(tokens)
+    if padded is None or tokens < 1:
+        raise ValueError(
+            f"the Flash-LLM model covers 1 to {FLASH_LLM_TOKEN_SIZES[-1]} tokens, got {tokens}"
+        )
+    tiling = flash_llm_tiling(padded)
+    counts = _density_tile_counts(k, n, tiling.tile_k, tiling.tile_n, float(density))
+    return flash_llm_spmm(gpu, padded, counts, k, n, tiling, dtype)
 
 
 def _flash_llm_split(
@@ -321,6 +379,10 @@ def _flash_llm_split(
     hbm_bytes = TILED_CSL_BYTES_PER_NNZ * nnz + TILED_CSL_BYTES_PER_TILE * counts.size
     hbm_bytes += out_bytes + act_bytes
     # what the step would be if one resource alone limited it, summed over the tiles
+    # read through L2: the sparse tiles once, every block strip's activation slice, and the
+    # split-K partials (written once, read back once)
+    partial_bytes = split * tokens * n * FP16_BYTES if split > 1 else 0.0
+    l2_read_bytes = hbm_bytes - out_bytes + (n_tiles - 1) * act_bytes + partial_bytes
     limits = {
         "latency": float(think_s.sum()),
         "shared_memory": float((resident * (mma_read_s + fill_s + scatter_s)).sum()),
@@ -335,6 +397,11 @@ def _flash_llm_split(
         imbalance=imbalance,
         bound=max(limits, key=limits.__getitem__),
         notes=f"split-k {split}, {resident} block(s)/SM, {blocks} blocks",
+        split_k=split,
+        blocks=blocks,
+        hbm_write_bytes=out_bytes,
+        l2_read_bytes=l2_read_bytes,
+        partial_bytes=partial_bytes,
     )
 
 
