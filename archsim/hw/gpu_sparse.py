@@ -353,7 +353,7 @@ def _flash_llm_split(
     # flight per block, latency and bandwidth neither add nor simply overlap.
     think_s = np.maximum(gpu.hbm.latency_s + sparse_bytes / port_bw, tensor_s)
     sm_s = np.maximum(mma_read_s + fill_s + scatter_s, tensor_s)
-    step_s = _network_steps(think_s, sparse_bytes / hbm_bw, sm_s, sms, concurrent)
+    step_s = _network_steps(counts, think_s, sparse_bytes / hbm_bw, sm_s, sms, concurrent)
 
     # blocks in launch order: output strip fastest, then split-K slice (SpMM_Kernel's blockIdx.y)
     edges = np.linspace(0, k_tiles, split + 1).round().astype(int)
@@ -406,15 +406,23 @@ def _flash_llm_split(
 
 
 def _network_steps(
-    think_s: np.ndarray, hbm_s: np.ndarray, sm_s: np.ndarray, sms: int, population: int
+    counts: np.ndarray,
+    think_s: np.ndarray,
+    hbm_s: np.ndarray,
+    sm_s: np.ndarray,
+    sms: int,
+    population: int,
 ) -> np.ndarray:
-    """:func:`closed_network_cycle` per tile, solved once per distinct tile (counts repeat)."""
-    keys = np.stack([think_s.ravel(), hbm_s.ravel(), sm_s.ravel()])
-    unique, inverse = np.unique(keys, axis=1, return_inverse=True)
+    """:func:`closed_network_cycle` per tile, solved once per distinct tile count.
+
+    Every demand of a tile is a function of its kept weights alone, and counts repeat across
+    tiles, so one analysis per distinct count serves all the tiles holding it.
+    """
+    _, first, inverse = np.unique(counts.ravel(), return_index=True, return_inverse=True)
     cycles = closed_network_cycle(
-        np.ascontiguousarray(unique[0]),
-        np.ascontiguousarray(unique[1]),
-        np.ascontiguousarray(unique[2]),
+        np.ascontiguousarray(think_s.ravel()[first]),
+        np.ascontiguousarray(hbm_s.ravel()[first]),
+        np.ascontiguousarray(sm_s.ravel()[first]),
         sms,
         population,
     )
