@@ -232,9 +232,10 @@ def _is_two_four(op: Gemm) -> bool:
 
 
 def _sparse_tensor_core_speedup(op: Gemm) -> float:
-    # Sparse tensor cores skip the zero half of a 2:4 operand: math time halves. Any other
-    # sparsity (unstructured, block, other N:M) runs on dense tensor cores after decompression,
-    # so its math costs as much as dense; only its compressed bytes move less.
+    # Sparse tensor cores skip the zero half of a 2:4 operand: math time halves. Block and other
+    # N:M sparsity run on dense tensor cores after decompression, so their math costs as much as
+    # dense; only their compressed bytes move less. Unstructured operands reach the tiled kernel
+    # zero-filled, or run on Flash-LLM (GpuDevice._gemm_cost).
     two_four = NM(2, 4)
     if (op.a.sparsity == two_four) != (op.b.sparsity == two_four):
         return 2.0
