@@ -14,7 +14,7 @@ import pytest
 from archsim.config import load_machine
 from archsim.hw.base import Bound, build_device
 from archsim.hw.gpu import GpuDevice, GpuMapping
-from archsim.hw.gpu_sparse import flash_llm_spmm, flash_llm_tiling
+from archsim.hw.gpu_sparse import flash_llm_spmm, flash_llm_spmm_for_density, flash_llm_tiling
 from archsim.ir.ops import gemm
 from archsim.ir.tensor import DType, Unstructured
 from archsim.kernels.sparse_tiles import tile_nnz_from_density
@@ -122,3 +122,14 @@ def test_queued_launch_shortens_flash_llm_like_the_dense_kernel(gpu: GpuDevice) 
     dense = gemm("w", 16, N, K, DType.FP16)
     dense_saved = gpu.cost(dense).latency_s - gpu.cost(dense, GpuMapping(queued=True)).latency_s
     assert saved == pytest.approx(dense_saved)
+
+
+def test_shared_weight_batch_counts_as_tokens(gpu: GpuDevice) -> None:
+    batched = gemm("b", 8, N, K, DType.FP16, batch=2, b_sparsity=Unstructured(0.2))
+    assert "flash-llm" in gpu.cost(batched).notes
+    assert gpu.cost(batched).latency_s == pytest.approx(gpu.cost(_sparse(16, 0.2)).latency_s)
+
+
+def test_density_model_rejects_tokens_beyond_one_tile(gpu: GpuDevice) -> None:
+    with pytest.raises(ValueError, match="1 to 128 tokens"):
+        flash_llm_spmm_for_density(gpu.config, 129, K, N, 0.2)
