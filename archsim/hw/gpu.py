@@ -621,6 +621,7 @@ class GpuDevice:
     def _gemm_cost(self, op: Gemm, mapping: GpuMapping) -> OpCost:
         if not (isinstance(op.a.sparsity, Unstructured) or isinstance(op.b.sparsity, Unstructured)):
             return self._tiled_gemm_cost(op, mapping)
+        # dense tensor cores read no compressed unstructured layout: the weight is stored dense
         tiled = self._tiled_gemm_cost(_zero_filled(op), mapping)
         dense = dataclasses.replace(tiled, notes=f"dense GEMM, zeros stored: {tiled.notes}")
         shape = _spmm_shape(op)
@@ -628,7 +629,7 @@ class GpuDevice:
         if shape is None or mapping.tile is not None or mapping.split_k is not None:
             return dense
         sparse = self._flash_llm_cost(op, shape, mapping)
-        # the library picks the faster of its two kernels
+        # a library offering both kernels (or its autotuner) would run the faster one
         return sparse if sparse.latency_s < dense.latency_s else dense
 
     def _flash_llm(self, shape: _SpmmShape, dtype: DType) -> SpmmCost:
