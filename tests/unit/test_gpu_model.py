@@ -198,7 +198,8 @@ def test_two_four_sparse_weight_speeds_up_large_math(h100: GpuDevice) -> None:
     # measured cuSPARSELt (searched) at M=8192: 0.61-0.78 of dense time, never the ideal 0.5
     # (shared/data/gpu README section 3)
     assert 0.55 < sparse.latency_s / dense.latency_s < 0.85
-    # unstructured sparsity runs on dense tensor cores: same math, fewer bytes
+    # unstructured sparsity: a large GEMM runs dense over the weight with its zeros (same math);
+    # a skinny one runs Flash-LLM's load-as-sparse kernel, moving the compressed bytes
     unstructured = h100.cost(gemm("g", 8192, 8192, 8192, b_sparsity=Unstructured(0.3)))
     assert unstructured.latency_s == pytest.approx(dense.latency_s, rel=0.02)
     gemv_dense = h100.cost(gemm("g", 1, 16384, 16384))
