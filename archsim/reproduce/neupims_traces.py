@@ -17,6 +17,13 @@ neupims_configs/system_configs/newton.json has ``ch_load_balancing: false`` and 
 iterates over client_configs/rr): ``RR_TRACES`` holds their ``(seq_len, ch_idx)`` rows, a separate
 draw of requests from the same length distribution, in file order. The ShareGPT batch-512 7B rr
 trace is the public repository's request-traces/rr/share-gpt2-bs512-ms7B-tp4-rr-0.csv.
+
+Models map to file names as ms7B/ms13B/ms30B with tp4 and ms175B with tp8. Every value below
+(32 clb and 32 rr traces, 7,680 requests in each set, seq_len and ch_idx) was checked element by
+element, in file order, against those 64 files (the public ones at casys-kaist/NeuPIMs commits
+57617ee0 for clb, e51a4af5 for rr). The development copy's own share-gpt2-bs512-ms7B-tp4-clb-0.csv
+is a different draw (it opens 2048,21 / 2048,0 / 2048,22 where the public file opens 2048,26 /
+2048,12 / 1004,6); its rr-0 file is the same as the public one.
 """
 
 from __future__ import annotations
