@@ -294,6 +294,35 @@ def _zero_filled(op: Gemm) -> Gemm:
     return dataclasses.replace(op, a=a, b=b)
 
 
+def _zero_filled_grouped(op: GroupedGemm) -> GroupedGemm:
+    """The grouped GEMM with its unstructured operands stored dense, zeros included."""
+    x, w = op.x, op.w
+    if isinstance(x.sparsity, Unstructured):
+        x = dataclasses.replace(x, sparsity=DENSE)
+    if isinstance(w.sparsity, Unstructured):
+        w = dataclasses.replace(w, sparsity=DENSE)
+    return dataclasses.replace(op, x=x, w=w)
+
+
+def _grouped_spmm_shapes(op: GroupedGemm) -> tuple[_SpmmShape, ...] | None:
+    """One Flash-LLM problem per expert with tokens, or None where Flash-LLM cannot run them all.
+
+    The experts' weights must be unstructured fp16/bf16 and their tokens dense. An expert with
+    more tokens than one Flash-LLM token tile rules the per-expert loop out altogether: that
+    expert would run the dense kernel, and mixing kernels per expert is left to the grouped
+    dense GEMM, which already serves such token counts well.
+    """
+    if op.dtype not in _FLASH_LLM_DTYPES or op.x.sparsity != DENSE:
+        return None
+    if not isinstance(op.w.sparsity, Unstructured):
+        return None
+    active = [rows for rows in op.group_rows if rows > 0]
+    if max(active) > FLASH_LLM_TOKEN_SIZES[-1]:
+        return None
+    density = op.w.sparsity.density
+    return tuple(_SpmmShape(rows, op.k, op.n, density) for rows in active)
+
+
 @register_device("gpu")
 class GpuDevice:
     """One GPU running library kernels, launched one at a time from a host.
@@ -806,6 +835,73 @@ class GpuDevice:
     # ---- grouped GEMM (MoE experts in one kernel) ------------------------------------------
 
     def _grouped_gemm_cost(self, op: GroupedGemm, mapping: GpuMapping) -> OpCost:
+        """The experts' GEMMs: one grouped kernel, or Flash-LLM per expert for unstructured weights.
+
+        Unstructured expert weights have two kernels, and the faster one runs, as for a single
+        GEMM (:meth:`_gemm_cost`): the grouped dense GEMM over the weights stored dense with their
+        zeros (dense tensor cores read no compressed unstructured layout), and, when every active
+        expert has few enough tokens, Flash-LLM launched once per expert.
+        """
+        if not (isinstance(op.x.sparsity, Unstructured) or isinstance(op.w.sparsity, Unstructured)):
+            return self._tiled_grouped_gemm_cost(op, mapping)
+        tiled = self._tiled_grouped_gemm_cost(_zero_filled_grouped(op), mapping)
+        dense = dataclasses.replace(tiled, notes=f"dense grouped GEMM, zeros stored: {tiled.notes}")
+        shapes = _grouped_spmm_shapes(op)
+        # a mapping that imposes a tile or split-K has chosen the dense kernel
+        if shapes is None or mapping.tile is not None or mapping.split_k is not None:
+            return dense
+        sparse = self._per_expert_flash_llm_cost(op, shapes, mapping)
+        return sparse if sparse.latency_s < dense.latency_s else dense
+
+    def _per_expert_flash_llm_cost(
+        self, op: GroupedGemm, shapes: tuple[_SpmmShape, ...], mapping: GpuMapping
+    ) -> OpCost:
+        """Flash-LLM once per active expert, one kernel after another, costs summed.
+
+        Flash-LLM (Xia et al., VLDB 2024) ships a single-matrix SpMM and no grouped or batched
+        variant, so an MoE layer runs it in a loop over experts: each launch pays the mapping's
+        fixed time (launch or queued gap, plus the first load's latency), as the naive per-expert
+        loop's GEMMs do, and moves only its own expert's Tiled-CSL weight.
+        """
+        costs = [
+            self._flash_llm_cost(
+                gemm(
+                    f"{op.name}.expert",
+                    shape.tokens,
+                    shape.n,
+                    shape.k,
+                    op.dtype,
+                    b_sparsity=op.w.sparsity,
+                ),
+                shape,
+                mapping,
+            )
+            for shape in shapes
+        ]
+        latency_s = sum(c.latency_s for c in costs)
+        fixed_s = len(costs) * self._fixed(mapping)
+        longest = max(costs, key=lambda c: c.latency_s)
+        actions: dict[str, float] = {}
+        bytes_by_level: dict[str, float] = {}
+        for cost in costs:
+            for key, value in cost.actions.items():
+                actions[key] = actions.get(key, 0.0) + value
+            for key, value in cost.bytes_by_level.items():
+                bytes_by_level[key] = bytes_by_level.get(key, 0.0) + value
+        return OpCost(
+            latency_s=latency_s,
+            cycles=latency_s * self.clock_hz,
+            bound=Bound.LAUNCH if fixed_s >= latency_s - fixed_s else longest.bound,
+            utilization=self._utilization(op, latency_s),
+            bytes_by_level=bytes_by_level,
+            actions=actions,
+            notes=(
+                f"flash-llm SpMM per expert ({len(costs)} launches, no grouped kernel); "
+                f"longest: {longest.notes}"
+            ),
+        )
+
+    def _tiled_grouped_gemm_cost(self, op: GroupedGemm, mapping: GpuMapping) -> OpCost:
         """One kernel over all groups: tiles summed over groups, run in waves over the SMs.
 
         Each group's rows are tiled separately (a group of 3 rows still fills one tile), so
