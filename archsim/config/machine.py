@@ -502,6 +502,47 @@ class DspChainConfig(StrictModel):
         return self
 
 
+class MatrixInstructionConfig(StrictModel):
+    """How an overlay's compiler tiles one matrix op into load, compute and store instructions.
+
+    A matrix-vector op (one row) runs in groups of ``mv_outputs_per_group`` outputs, each
+    group's weights loaded by one instruction per HBM channel; a matrix-matrix op runs in tiles
+    of ``mm_rows_per_tile`` rows and issues one compute per ``block`` outputs. K is cut into
+    chunks so that two chunks of weights fit the weight buffer (double buffering).
+    """
+
+    load_size_bytes: Bytes = Field(alias="load_size", description="Encoded size of one load.")
+    compute_size_bytes: Bytes = Field(
+        alias="compute_size", description="Encoded size of one matrix (MV/MM) instruction."
+    )
+    store_size_bytes: Bytes = Field(alias="store_size", description="Encoded size of one store.")
+    block: PositiveInt = Field(description="Tile edge of the weight layout (rows and columns).")
+    weight_load_channels: PositiveInt = Field(
+        description="HBM channels a matrix-vector group's weights are spread over (one load each)."
+    )
+    mv_outputs_per_group: PositiveInt = Field(
+        description="Outputs one matrix-vector instruction produces."
+    )
+    mv_weight_buffer_bytes: Bytes = Field(
+        alias="mv_weight_buffer", description="Weight buffer of one HBM channel in MV mode."
+    )
+    mm_rows_per_tile: PositiveInt = Field(
+        description="Activation rows one matrix-matrix instruction covers."
+    )
+    mm_weight_buffer_bytes: Bytes = Field(
+        alias="mm_weight_buffer", description="Weight buffer in MM mode."
+    )
+
+    @model_validator(mode="after")
+    def _group_splits(self) -> MatrixInstructionConfig:
+        if self.mv_outputs_per_group % (self.block * self.weight_load_channels):
+            raise ValueError(
+                "mv_outputs_per_group must be a multiple of block x weight_load_channels "
+                f"({self.block} x {self.weight_load_channels}), got {self.mv_outputs_per_group}"
+            )
+        return self
+
+
 class InstructionConfig(StrictModel):
     """Instruction stream of an overlay accelerator: per-instruction issue cost and storage."""
 
@@ -511,7 +552,14 @@ class InstructionConfig(StrictModel):
     size_bytes: Bytes = Field(alias="size", description="Encoded size of one instruction.")
     per_op: PositiveInt = Field(
         default=1,
-        description="Instructions issued per op outside the tile loop (loads, syncs, config).",
+        description=(
+            "Instructions issued per op outside the tile loop (loads, syncs, config); with a "
+            "'matrix' block, only ops that are not matrix products use it."
+        ),
+    )
+    matrix: MatrixInstructionConfig | None = Field(
+        default=None,
+        description="Shape-dependent instruction count of matrix ops; absent: 'per_op' for all.",
     )
 
 

@@ -12,7 +12,10 @@ Effects modelled, in order of the fidelity ladder:
   its peak; with ``activations_on_chip`` (always-on-chip decode) the activations of ops that fit
   stay in BRAM/URAM, otherwise each activation crosses DRAM and pays its latency on the critical
   path because the next op needs it;
-* control: each op issues instructions (``instruction`` block), serial with its execution.
+* control: each op issues instructions (``instruction`` block). With a ``matrix`` block a matrix
+  op issues the loads, matrix instructions and stores its shape needs under the overlay compiler's
+  tiling (:func:`matrix_instruction_mix`), and issue overlaps execution (decoupled LD/MV/ST queues)
+  so an op takes the longer of the two; without one, ``per_op`` instructions are issued serially.
 
 The per-mask counterpart of the density formulas is :func:`archsim.kernels.sparse_chain.dsp_chain_work`;
 tests check that the two agree on N:M masks.
@@ -24,7 +27,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from archsim.config.machine import DspChainConfig, FpgaConfig
+from archsim.config.machine import DspChainConfig, FpgaConfig, MatrixInstructionConfig
 from archsim.energy.pricing import mac_prices_j, memory_prices_j
 from archsim.hw.base import Bound, OpCost, register_device
 from archsim.ir.ops import Attention, Gemm, Op
@@ -54,6 +57,89 @@ class ChainSchedule:
     segment: int
     kept_fraction: float
     mode: str
+
+
+@dataclass(frozen=True)
+class InstructionMix:
+    """Instructions of one op by kind (``other``: ops the matrix rule does not cover)."""
+
+    loads: int = 0
+    computes: int = 0
+    stores: int = 0
+    other: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.loads + self.computes + self.stores + self.other
+
+    def __add__(self, other: InstructionMix) -> InstructionMix:
+        return InstructionMix(
+            self.loads + other.loads,
+            self.computes + other.computes,
+            self.stores + other.stores,
+            self.other + other.other,
+        )
+
+    def scaled(self, times: int) -> InstructionMix:
+        return InstructionMix(
+            self.loads * times, self.computes * times, self.stores * times, self.other * times
+        )
+
+
+def _k_chunks(k_blocks: int, block_bytes: float, buffer_bytes: float) -> int:
+    # the compiler cuts K so that two chunks fit the buffer (double buffering), then tiles
+    # K in chunks of k_blocks // split blocks; the last chunk may be a short remainder
+    split = max(1, math.ceil(k_blocks * block_bytes / (buffer_bytes / 2)))
+    per_chunk = max(1, k_blocks // split)
+    return math.ceil(k_blocks / per_chunk)
+
+
+def matrix_instruction_mix(
+    m: int,
+    n: int,
+    k: int,
+    weight_element_bytes: float,
+    sparse: bool,
+    rule: MatrixInstructionConfig,
+    heads: int = 1,
+) -> InstructionMix:
+    """Instructions the overlay compiler issues for one ``m x k`` by ``k x n`` product.
+
+    One row (matrix-vector): one input load, then per group of ``mv_outputs_per_group`` outputs
+    and per K chunk one weight load per HBM channel (plus an index and a mask load per channel
+    for sparse weights) and one MV, then one store. Several rows (matrix-matrix): per tile of
+    ``mm_rows_per_tile`` rows one activation load per ``block`` rows; per ``block`` outputs and K
+    chunk one weight load (plus two for sparse weights) and one MM; per ``block`` outputs one
+    store per ``block`` rows of the tile. ``heads`` independent products of one shape (attention
+    heads) share the matrix-vector input load and output store and repeat the rest.
+    """
+    b = rule.block
+    k_blocks = math.ceil(k / b)
+    n_blocks = math.ceil(n / b)
+    sparse_loads = 2 if sparse else 0
+    if m == 1:
+        group_blocks = rule.mv_outputs_per_group // b
+        groups = math.ceil(n_blocks / group_blocks)
+        # one channel's share of a group: group_outputs / channels columns of one block of K
+        per_channel_outputs = rule.mv_outputs_per_group / rule.weight_load_channels
+        chunks = _k_chunks(
+            k_blocks, b * per_channel_outputs * weight_element_bytes, rule.mv_weight_buffer_bytes
+        )
+        channels = min(rule.weight_load_channels, n_blocks)
+        per_chunk_loads = channels * (1 + sparse_loads)
+        return InstructionMix(
+            loads=1 + heads * groups * chunks * per_chunk_loads,
+            computes=heads * groups * chunks,
+            stores=1,
+        )
+    row_blocks = math.ceil(m / b)
+    tiles = math.ceil(m / rule.mm_rows_per_tile)
+    chunks = _k_chunks(k_blocks, b * b * weight_element_bytes, rule.mm_weight_buffer_bytes)
+    return InstructionMix(
+        loads=row_blocks + tiles * n_blocks * chunks * (1 + sparse_loads),
+        computes=tiles * n_blocks * chunks,
+        stores=row_blocks * n_blocks,
+    ).scaled(heads)
 
 
 def chain_schedule(k: int, sparsity: Sparsity, chain: DspChainConfig | None) -> ChainSchedule:
@@ -229,7 +315,14 @@ class FpgaDevice:
         # bytes cannot be prefetched: one DRAM latency per such tensor on the critical path
         activation_trips = len(dram_out) + sum(1 for t in dram_in if not t.is_weight)
         fixed_s = self.config.dram.latency_s * (1 + activation_trips) if dram_bytes else 0.0
-        fixed_s += self.instructions(op) * self._issue_s()
+        issue_s = self.instructions(op) * self._issue_s()
+        spec = self.config.instruction
+        overlapped = spec is not None and spec.matrix is not None
+        # decoupled LD/MV/ST queues let issue run ahead of execution; the serial per-op
+        # count has no such queues, so its issue adds to the op
+        if not overlapped:
+            fixed_s += issue_s
+            issue_s = 0.0
         actions: dict[str, float] = {}
         if isinstance(op, Gemm):
             compute_cycles, schedule, macs = self.gemm_cycles(op)
@@ -241,7 +334,7 @@ class FpgaDevice:
             actions["vector_op"] = op.flops()
             note = "streamed on DSPs"
         return self._finish(
-            op, compute_s, memory_s, fixed_s, dram_in, dram_out, chip_bytes, actions, note
+            op, compute_s, memory_s, fixed_s, dram_in, dram_out, chip_bytes, actions, note, issue_s
         )
 
     def gemm_cycles(self, op: Gemm) -> tuple[float, ChainSchedule, float]:
@@ -261,18 +354,54 @@ class FpgaDevice:
         return cycles, schedule, macs
 
     def instructions(self, op: Op) -> int:
-        """Instructions one op issues (0 without an ``instruction`` block).
+        """Instructions one op issues (0 without an ``instruction`` block)."""
+        return self.instruction_mix(op).total
 
-        An op whose activations exceed the half of on-chip RAM left beside the weight buffers is
-        cut into tiles along its rows, and each tile repeats the op's ``per_op`` instructions; so
-        the instruction count grows with the sequence length in prefill and attention.
+    def instruction_mix(self, op: Op) -> InstructionMix:
+        """Instructions one op issues, by kind.
+
+        With a ``matrix`` rule, GEMMs follow :func:`matrix_instruction_mix` and attention runs
+        as its two products (scores, then values) over all heads. Other ops, and every op without the
+        rule, issue ``per_op`` instructions per tile: an op whose activations exceed the half of
+        on-chip RAM left beside the weight buffers is cut into tiles along its rows.
         """
         spec = self.config.instruction
         if spec is None:
-            return 0
+            return InstructionMix()
+        rule = spec.matrix
+        if rule is not None and isinstance(op, Gemm):
+            sparse = op.b.sparsity.density < 1.0
+            elem = op.b.dtype.size_bytes
+            if op.b.is_weight:  # a shared weight sees the batch as more rows
+                return matrix_instruction_mix(op.batch * op.m, op.n, op.k, elem, sparse, rule)
+            return matrix_instruction_mix(op.m, op.n, op.k, elem, sparse, rule).scaled(op.batch)
+        if rule is not None and isinstance(op, Attention):
+            elem = op.k.dtype.size_bytes
+            heads = op.batch * op.heads_q
+            shapes = ((op.kv_len, op.head_dim), (op.head_dim, op.kv_len))
+            mixes = [
+                matrix_instruction_mix(op.q_len, n, k, elem, False, rule, heads) for n, k in shapes
+            ]
+            return mixes[0] + mixes[1]
         activation_bytes = sum(t.stored_bytes for t in op.inputs() if not t.is_weight)
         tiles = max(1, math.ceil(activation_bytes / (self.config.onchip.size_bytes / 2)))
-        return spec.per_op * tiles
+        return InstructionMix(other=spec.per_op * tiles)
+
+    def instruction_bytes(self, op: Op) -> float:
+        """Encoded size of the instructions one op issues."""
+        spec = self.config.instruction
+        if spec is None:
+            return 0.0
+        mix = self.instruction_mix(op)
+        rule = spec.matrix
+        if rule is None:
+            return mix.total * spec.size_bytes
+        return (
+            mix.loads * rule.load_size_bytes
+            + mix.computes * rule.compute_size_bytes
+            + mix.stores * rule.store_size_bytes
+            + mix.other * spec.size_bytes
+        )
 
     def _issue_s(self) -> float:
         spec = self.config.instruction
@@ -289,10 +418,11 @@ class FpgaDevice:
         chip_bytes: float,
         actions: dict[str, float],
         note: str,
+        issue_s: float = 0.0,
     ) -> OpCost:
-        body_s = max(compute_s, memory_s)
+        body_s = max(compute_s, memory_s, issue_s)
         latency_s = max(body_s + fixed_s, 1e-12)
-        if fixed_s > body_s:
+        if fixed_s > body_s or (issue_s > 0 and issue_s == body_s):
             bound = Bound.LAUNCH
         elif compute_s >= memory_s:
             bound = Bound.COMPUTE

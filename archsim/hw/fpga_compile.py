@@ -32,7 +32,8 @@ class CompilationCost:
     instructions:
         Instructions over all stored streams.
     storage_bytes:
-        ``instructions`` x the instruction size.
+        Encoded size of those instructions (loads, matrix instructions and stores each at
+        their own size when the device has a ``matrix`` rule).
     """
 
     streams: int
@@ -55,7 +56,8 @@ def compilation_cost(
     Parameters
     ----------
     device:
-        The FPGA model that counts instructions per op (it needs an ``instruction`` block).
+        The FPGA model that counts and sizes instructions per op (it needs an ``instruction``
+        block).
     build:
         ``(phase, length) -> ops`` of one pass.
     lengths:
@@ -66,11 +68,14 @@ def compilation_cost(
     if spec is None:
         raise ValueError(f"device '{device.name}' has no 'instruction' block to count with")
     total = 0
+    storage_bytes = 0.0
     for length in lengths:
         for phase in ("prefill", "decode"):
-            total += sum(device.instructions(op) for op in build(phase, length))
+            for op in build(phase, length):
+                total += device.instructions(op)
+                storage_bytes += device.instruction_bytes(op)
     streams = 2 * len(lengths)
-    return CompilationCost(streams, total, total * spec.size_bytes)
+    return CompilationCost(streams, total, storage_bytes)
 
 
 def padding_overhead(max_len: int, bucket_len: int) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from archsim.config import load_machine
+from archsim.config.loader import ConfigError, machine_from_text
 from archsim.config.machine import DspChainConfig
 from archsim.hw import build_device
 from archsim.hw.fpga import FpgaDevice, chain_schedule
@@ -154,3 +156,108 @@ def test_length_adaptive_compilation_reduces_instruction_storage():
 def test_sparse_chain_needs_two_slices():
     with pytest.raises(ValidationError, match="length >= 2"):
         DspChainConfig(length=1, mux_inputs=4)
+
+
+U280_TEXT = (ROOT / "hwconfigs" / "u280_flightllm.yaml").read_text()
+
+
+def _u280_with(old: str, new: str) -> FpgaDevice:
+    assert old in U280_TEXT
+    device = build_device(machine_from_text(U280_TEXT.replace(old, new)).config.devices[0])
+    assert isinstance(device, FpgaDevice)
+    return device
+
+
+def test_decode_linear_issues_loads_per_channel_and_one_mv_per_output_group():
+    device = _u280()
+    rule = device.config.instruction.matrix
+    k = 4096
+    # K chunks: two chunks of one channel's share of a group must fit its weight buffer
+    share_bytes = k * rule.mv_outputs_per_group / rule.weight_load_channels
+    chunks = math.ceil(share_bytes / (rule.mv_weight_buffer_bytes / 2))
+    for groups in (1, 2, 8, 22):
+        n = groups * rule.mv_outputs_per_group
+        mix = device.instruction_mix(gemm("gemv", 1, n, k, DType.INT8))
+        assert mix.computes == groups * chunks
+        assert mix.loads == 1 + rule.weight_load_channels * mix.computes
+        assert mix.stores == 1
+    one = device.instructions(gemm("a", 1, rule.mv_outputs_per_group, k, DType.INT8))
+    two = device.instructions(gemm("b", 1, 2 * rule.mv_outputs_per_group, k, DType.INT8))
+    assert two - one == chunks * (rule.weight_load_channels + 1)
+
+
+def test_larger_weight_buffer_needs_fewer_k_chunks():
+    small = _u280()
+    large = _u280_with('mv_weight_buffer: "262144 B"', 'mv_weight_buffer: "1048576 B"')
+    op = gemm("down", 1, 4096, 11008, DType.INT8)
+    assert large.instruction_mix(op).computes < small.instruction_mix(op).computes
+
+
+def test_prefill_linear_instructions_grow_with_rows_and_store_per_block():
+    device = _u280()
+    rule = device.config.instruction.matrix
+    counts = []
+    for rows in (128, 256, 1024):
+        mix = device.instruction_mix(gemm("wq", rows, 4096, 4096, DType.INT8))
+        assert mix.stores == (rows // rule.block) * (4096 // rule.block)
+        counts.append(mix.total)
+    assert counts == sorted(counts) and counts[-1] > 4 * counts[0]
+
+
+def test_instruction_storage_prices_each_kind_at_its_size():
+    device = _u280()
+    rule = device.config.instruction.matrix
+    op = gemm("gemv", 1, 4096, 4096, DType.INT8)
+    mix = device.instruction_mix(op)
+    mean_size = device.instruction_bytes(op) / mix.total
+    assert rule.store_size_bytes < mean_size < rule.load_size_bytes
+
+
+def test_length_adaptive_storage_falls_by_the_ratio_the_buckets_imply():
+    device = _u280()
+    max_len, bucket = 1024, 64
+
+    def build(phase, length):
+        return _pass_ops(phase, length, DType.INT8)
+
+    tops = bucket_tops(max_len, bucket)
+    per_length = compilation_cost(device, build, range(1, max_len + 1))
+    adaptive = compilation_cost(device, build, tops)
+    ratio = per_length.storage_bytes / adaptive.storage_bytes
+    # storage grows about linearly with the length (plus a length-free decode part), so the
+    # saving lies between sum(lengths) / sum(tops) and the stream-count ratio
+    linear = sum(range(1, max_len + 1)) / sum(tops)
+    streams = max_len / len(tops)
+    assert 0.95 * min(linear, streams) < ratio < 1.05 * max(linear, streams)
+
+
+def test_per_op_count_without_matrix_rule_is_issued_serially():
+    device = _u280()
+    spec = device.config.instruction.model_copy(update={"matrix": None, "per_op": 4})
+    serial = FpgaDevice(device.config.model_copy(update={"instruction": spec}))
+    op = gemm("gemv", 1, 4096, 4096, DType.INT8)
+    assert serial.instructions(op) == 4
+    bare = FpgaDevice(device.config.model_copy(update={"instruction": None}))
+    gap = serial.cost(op).latency_s - bare.cost(op).latency_s
+    assert gap == pytest.approx(4 * spec.issue_s)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "fragments"),
+    [
+        ("        block: 16", "        block: 16\n        loads_per_op: 3", ["loads_per_op"]),
+        ("mv_outputs_per_group: 512", "mv_outputs_per_group: 500", ["multiple", "block"]),
+        ('store_size: "12 B"', 'store_size: "12 ns"', ["store_size"]),
+        ("weight_load_channels: 8", "weight_load_channels: 0", ["weight_load_channels"]),
+        ("      matrix:\n", "      matrx:\n", ["matrx"]),
+    ],
+    ids=["unknown-field", "group-not-whole-blocks", "size-as-time", "zero-channels", "typo"],
+)
+def test_bad_instruction_fields_give_clear_errors(old, new, fragments):
+    assert old in U280_TEXT
+    with pytest.raises(ConfigError) as info:
+        machine_from_text(U280_TEXT.replace(old, new, 1), "u280.yaml")
+    message = str(info.value)
+    assert "instruction" in message and "u280.yaml" in message
+    for fragment in fragments:
+        assert fragment in message
