@@ -310,6 +310,31 @@ class SystolicArrayConfig(StrictModel):
     )
 
 
+class SparseArrayConfig(StrictModel):
+    """N:M zero skipping in a weight-stationary array (VEGETA, Jeong et al. HPCA 2023; S2TA, Liu
+    et al. HPCA 2022): each group of ``n_max`` PEs along a column takes its activations through
+    ``m``-input multiplexers, so one stationary block covers ``m / n_max`` times more of K when
+    every window of ``m`` weights keeps at most ``n_max``."""
+
+    n_max: PositiveInt = Field(
+        description="PEs per multiplexer group: the most kept weights of a window served in one "
+        "pass (N of N:M); windows keeping more take extra passes."
+    )
+    m: PositiveInt = Field(
+        description="Inputs of each PE's multiplexer: the window of consecutive reduction "
+        "elements a group selects from (M of N:M)."
+    )
+
+    @model_validator(mode="after")
+    def _sparse_pattern(self) -> SparseArrayConfig:
+        if self.n_max >= self.m:
+            raise ValueError(
+                f"sparse_array needs n_max < m (n_max of every m weights kept), got n_max "
+                f"{self.n_max}, m {self.m}; n_max = m would be a dense array: leave sparse_array out"
+            )
+        return self
+
+
 class VectorUnitConfig(StrictModel):
     """SIMD unit for elementwise ops, norms and softmax."""
 
@@ -366,6 +391,30 @@ class NpuConfig(_DeviceBase):
         "stationary load costing one cycle per array row, as NeuPIMs' NPU simulator issues "
         "its fused attention.",
     )
+
+    sparse_array: SparseArrayConfig | None = Field(
+        default=None,
+        description="Opt-in N:M zero skipping in the arrays, e.g. {n_max: 2, m: 4}: sparse weights "
+        "whose windows the multiplexers can serve run in fewer stationary blocks, the slowest "
+        "column of each block setting its time. Absent: dense math on every operand.",
+    )
+
+    @model_validator(mode="after")
+    def _sparse_array_fits(self) -> NpuConfig:
+        sparse, array = self.sparse_array, self.systolic_array
+        if sparse is None:
+            return self
+        if array.dataflow != "ws":
+            raise ValueError(
+                "sparse_array needs systolic_array.dataflow 'ws' (the multiplexers sit in front "
+                f"of the stationary weights), got '{array.dataflow}'"
+            )
+        if array.rows % sparse.n_max:
+            raise ValueError(
+                f"sparse_array.n_max ({sparse.n_max}) must divide systolic_array.rows "
+                f"({array.rows}): each column is cut into groups of n_max PEs"
+            )
+        return self
 
     @model_validator(mode="after")
     def _dtypes_priced(self) -> NpuConfig:

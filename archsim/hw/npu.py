@@ -7,8 +7,13 @@ batched GEMMs (QK^T and PV) plus a softmax on the vector unit. Elementwise ops, 
 the MoE routing/gather/scatter ops stream through the vector unit; embedding lookups are DMA
 gathers.
 
-Sparse operands are handled simply: DMA moves their compressed bytes (values plus metadata), the
-arrays do the dense math (no zero skipping), so sparsity saves bandwidth, not compute.
+Sparse operands are handled simply by default: DMA moves their compressed bytes (values plus
+metadata), the arrays do the dense math (no zero skipping), so sparsity saves bandwidth, not compute.
+With the machine file's opt-in ``sparse_array`` (N:M multiplexers in front of the WS array's PEs,
+as VEGETA and S2TA build them) a sparse weight runs in fewer stationary blocks: each array column
+is a sparse chain along K (``archsim.kernels.sparse_chain``), a sample of the weight's mask gives
+each column's passes, and the slowest column of every block sets its time (load imbalance).
+Patterns the multiplexers cannot shorten fall back to dense math.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -41,8 +46,15 @@ from archsim.ir.ops import (
     Pool2d,
     Softmax,
 )
-from archsim.ir.tensor import DType, Tensor
+from archsim.ir.tensor import NM, Block, DType, Sparsity, Tensor, Unstructured
 from archsim.kernels import gemm_plan
+from archsim.kernels.sparse_chain import (
+    block_mask,
+    chain_metadata_bits,
+    dsp_chain_work,
+    nm_mask,
+    skewed_mask,
+)
 from archsim.kernels.tile_pipeline import simulate_tile_pipeline
 
 # Partial sums are kept at fp32 width across the k loop, as MXU-style arrays accumulate in fp32.
@@ -55,6 +67,14 @@ VECTOR_CHUNK_BYTES = float(1 << 20)
 MAX_VECTOR_CHUNKS = 4096
 # Tilings kept from the analytic estimate and replayed through the pipeline kernel.
 REPLAYED_CANDIDATES = 6
+
+# A sparse weight's work on a sparse array is measured on a sample of its mask: whole passes along
+# K up to about this many rows and whole array-column groups up to about this many columns. The
+# patterns of the IR are stationary (every window and block drawn alike), so a sample of a few
+# dozen (pass, column group) blocks gives the mean; a fixed seed keeps costs reproducible.
+MASK_SAMPLE_ROWS = 4096
+MASK_SAMPLE_COLS = 512
+MASK_SEED = 0
 
 # ops streamed through the vector unit; an embedding lookup is a DMA gather with no arithmetic
 _VECTOR_OPS = (Elementwise, Norm, Softmax, MoeRouter, MoeDispatch, MoeCombine, Embedding, Pool2d)
@@ -81,6 +101,17 @@ class _GemmProblem:
     @property
     def macs(self) -> float:
         return float(self.batch) * self.m * self.n * self.k
+
+
+@dataclass(frozen=True)
+class _SparseGemmPlan:
+    """A sparse-weight GEMM on the sparse array: its measured work, compressed K and bytes."""
+
+    work: SparseArrayWork
+    k_eff: int
+    weight_bytes: float
+    metadata_bytes: float
+    compulsory_bytes: float
 
 
 @dataclass(frozen=True)
@@ -149,6 +180,98 @@ def _elem_bytes(tensor: Tensor) -> float:
     return tensor.stored_bytes / tensor.numel
 
 
+@dataclass(frozen=True)
+class SparseArrayWork:
+    """A sparse weight on an N:M weight-stationary array, measured on its mask.
+
+    Attributes
+    ----------
+    work_fraction:
+        Array time over the dense array's time for the same reduction length: stationary
+        blocks the sparse array loads (each as long as a dense one) per dense block.
+    imbalance:
+        Blocks the slowest column of each column group needs over the group's mean column,
+        summed over all blocks (1: every column as busy as the slowest).
+    kept_fraction:
+        Share of the weights kept (multiplied).
+    metadata_bits_per_kept:
+        Multiplexer-select bits that travel with each kept weight.
+    """
+
+    work_fraction: float
+    imbalance: float
+    kept_fraction: float
+    metadata_bits_per_kept: float
+
+
+def sparse_array_work(
+    mask: np.ndarray, lanes: int, cols: int, n_max: int, m: int
+) -> SparseArrayWork:
+    """Work of a ``K x N`` weight mask on a WS array whose columns are sparse chains.
+
+    Each array column is a chain of ``lanes`` MAC lanes along K (PE rows times MACs per PE),
+    cut into groups of ``n_max`` lanes that select from windows of ``m`` consecutive reduction
+    elements; a stationary block (one *pass*) covers ``lanes // n_max * m`` rows of K and is
+    repeated as often as its fullest window needs (``archsim.kernels.sparse_chain``). The array's
+    columns load their blocks in lockstep, so over each group of ``cols`` output columns the
+    column that needs the most repetitions sets the pass's time.
+
+    Parameters
+    ----------
+    mask:
+        ``K x N`` array, non-zero where the weight is kept.
+    lanes:
+        MAC lanes of one array column (PE rows x MACs per PE per cycle).
+    cols:
+        Columns of one array (output columns in lockstep).
+    n_max, m:
+        Multiplexer group size and window (``sparse_array.n_max`` and ``sparse_array.m``).
+    """
+    k_len, n_cols = mask.shape
+    pass_rows = (lanes // n_max) * m
+    passes = math.ceil(k_len / pass_rows)
+    padded = np.zeros((passes * pass_rows, n_cols), dtype=np.uint8)
+    padded[:k_len] = mask != 0
+    # one kernel column per (pass, output column): each then holds exactly one pass
+    by_pass = np.ascontiguousarray(
+        padded.reshape(passes, pass_rows, n_cols).transpose(1, 0, 2).reshape(pass_rows, -1)
+    )
+    need, kept = dsp_chain_work(by_pass, passes * n_cols, lanes, m, n_max)
+    groups = math.ceil(n_cols / cols)
+    per_column = np.zeros((passes, groups * cols))
+    per_column[:, :n_cols] = need.reshape(passes, n_cols)
+    per_group = per_column.reshape(passes, groups, cols)
+    widths = np.minimum(cols, n_cols - cols * np.arange(groups))
+    slowest = float(per_group.max(axis=2).sum())
+    mean = float((per_group.sum(axis=2) / widths).sum())
+    kept_weights = float(kept.sum())
+    return SparseArrayWork(
+        work_fraction=slowest / groups * lanes / k_len,
+        imbalance=slowest / mean if mean > 0 else 1.0,
+        kept_fraction=kept_weights / (k_len * n_cols),
+        metadata_bits_per_kept=chain_metadata_bits(1.0, m),
+    )
+
+
+def weight_mask_sample(sparsity: Sparsity, k: int, n: int, pass_rows: int, cols: int) -> np.ndarray:
+    """A seeded draw of a ``K x N`` weight's mask, cut to whole passes and column groups.
+
+    Unstructured sparsity is drawn uniform over the columns (the IR carries no skew).
+    """
+    k_rows = min(k, max(pass_rows, MASK_SAMPLE_ROWS // pass_rows * pass_rows))
+    n_cols = min(n, max(cols, MASK_SAMPLE_COLS // cols * cols))
+    if isinstance(sparsity, NM):
+        rows = math.ceil(k_rows / sparsity.m) * sparsity.m
+        return nm_mask(rows, n_cols, sparsity.n, sparsity.m, MASK_SEED)[:k_rows]
+    if isinstance(sparsity, Block):
+        return block_mask(
+            k_rows, n_cols, sparsity.height, sparsity.width, sparsity.density, MASK_SEED
+        )
+    if isinstance(sparsity, Unstructured):
+        return skewed_mask(k_rows, n_cols, sparsity.density, 0.0, MASK_SEED)
+    return np.ones((k_rows, n_cols), dtype=np.uint8)
+
+
 def _gemm_run(run: np.ndarray) -> _GemmRun:
     """A :class:`_GemmRun` from a run vector of ``archsim.kernels.gemm_plan``."""
     g = gemm_plan
@@ -199,6 +322,7 @@ class NpuDevice:
         self._setup_cycles = config.dma.setup_s * config.clock_hz
         # equal ops hash equal (names excluded), so repeated layers are costed once per device
         self._cached_cost = functools.lru_cache(maxsize=4096)(self._cost)
+        self._cached_sparse_work = functools.lru_cache(maxsize=256)(self._sparse_work)
 
     @property
     def clock_hz(self) -> float:
@@ -216,10 +340,18 @@ class NpuDevice:
     def roofline(self, op: Op) -> OpCost:
         vector = isinstance(op, _VECTOR_OPS)
         peak = self._vector_flops_per_s() if vector else self.peak_flops_per_s(op.dtype)
+        bw = self.config.dram.bw_bytes_per_s
+        gemm = op.as_gemm() if isinstance(op, Conv2d) and self.supports(op) else op
+        sparse = self._sparse_gemm_plan(gemm) if isinstance(gemm, Gemm) else None
+        if sparse is not None:
+            # zero skipping shortens K, and the array's weight format may be smaller than the
+            # IR's, so both rates scale up to keep the roofline a lower bound
+            peak *= gemm.k / sparse.k_eff
+            bw *= max(1.0, gemm.bytes() / sparse.compulsory_bytes)
         return roofline_cost(
             op,
             peak_flops_per_s=peak if peak > 0 else float("inf"),
-            bw_bytes_per_s=self.config.dram.bw_bytes_per_s,
+            bw_bytes_per_s=bw,
             memory_level="dram",
             clock_hz=self.clock_hz,
             fixed_latency_s=self.config.dram.latency_s,
@@ -413,6 +545,9 @@ class NpuDevice:
         )
 
     def _gemm_cost(self, op: Gemm, tiling: GemmTiling | None) -> OpCost:
+        sparse = self._sparse_gemm_plan(op)
+        if sparse is not None:
+            return self._sparse_gemm_cost(op, tiling, sparse)
         run = self._plan_gemm(self._gemm_problem(op), op.dtype, tiling, op.name)
         macs = op.flops() / 2.0  # dense math even on sparse operands
         return self._finish(
@@ -423,7 +558,94 @@ class NpuDevice:
             vector_ops=0.0,
             extra_sp=(0.0, 0.0),
             compulsory_bytes=op.bytes(),
-            notes=self._describe(run),
+            notes=self._describe(run) + self._sparse_fallback_note(op),
+        )
+
+    # ---- sparse arrays (opt-in) -------------------------------------------------------------
+
+    def _sparse_work(self, sparsity: Sparsity, k: int, n: int, lanes: int) -> SparseArrayWork:
+        sparse = self.config.sparse_array
+        assert sparse is not None
+        pass_rows = (lanes // sparse.n_max) * sparse.m
+        mask = weight_mask_sample(sparsity, k, n, pass_rows, self._cols)
+        return sparse_array_work(mask, lanes, self._cols, sparse.n_max, sparse.m)
+
+    def _sparse_weight_work(self, op: Gemm) -> SparseArrayWork | None:
+        """The weight's work on the sparse array, or None where the option does not apply."""
+        weight = op.b
+        if self.config.sparse_array is None or not weight.is_weight:
+            return None
+        if weight.sparsity.density >= 1.0 or op.dtype not in self.config.macs_per_pe_per_cycle:
+            return None
+        lanes = self._rows * self._macs_per_pe(op.dtype)
+        return self._cached_sparse_work(weight.sparsity, op.k, op.n, lanes)
+
+    def _sparse_gemm_plan(self, op: Gemm) -> _SparseGemmPlan | None:
+        """How a GEMM runs on the sparse array, or None for dense math (option absent, dense or
+        activation-only operands, or a pattern the multiplexers cannot shorten)."""
+        work = self._sparse_weight_work(op)
+        if work is None:
+            return None
+        k_eff = max(1, math.ceil(op.k * work.work_fraction))
+        if k_eff >= op.k:
+            return None
+        kept = work.kept_fraction * op.k * op.n
+        metadata_bytes = kept * work.metadata_bits_per_kept / 8.0
+        weight_bytes = kept * op.b.dtype.size_bytes + metadata_bytes
+        return _SparseGemmPlan(
+            work=work,
+            k_eff=k_eff,
+            weight_bytes=weight_bytes,
+            metadata_bytes=metadata_bytes,
+            compulsory_bytes=op.a.stored_bytes + weight_bytes + op.out.stored_bytes,
+        )
+
+    def _sparse_fallback_note(self, op: Gemm) -> str:
+        work = self._sparse_weight_work(op)
+        if work is None:
+            return ""
+        return (
+            f"; sparse array: {op.b.sparsity.describe()} weights need {work.work_fraction:.2f} "
+            "of dense work, no gain, dense math"
+        )
+
+    def _sparse_gemm_cost(
+        self, op: Gemm, tiling: GemmTiling | None, sparse: _SparseGemmPlan
+    ) -> OpCost:
+        """A sparse-weight GEMM on the sparse array: a dense GEMM of the compressed K.
+
+        The planner sees K shortened to ``k_eff`` (stationary blocks, imbalance included, times
+        the array's rows), with the activations' bytes per compressed element scaled up by
+        ``k / k_eff`` (every window's ``m`` activations still enter the array) and the weight
+        stored as kept values plus multiplexer selects. A given tiling's ``tile_k`` counts
+        compressed reduction elements. MACs counted are the kept ones.
+        """
+        base = self._gemm_problem(op)
+        scale = op.k / sparse.k_eff
+        problem = replace(
+            base,
+            k=sparse.k_eff,
+            a_elem_bytes=base.a_elem_bytes * scale,
+            b_elem_bytes=sparse.weight_bytes / (sparse.k_eff * op.n),
+        )
+        run = self._plan_gemm(problem, op.dtype, tiling, op.name)
+        work = sparse.work
+        array = self.config.sparse_array
+        assert array is not None
+        return self._finish(
+            macs=op.flops() / 2.0 * work.kept_fraction,
+            dtype=op.dtype,
+            runs=(run,),
+            body_cycles=run.cycles,
+            vector_ops=0.0,
+            extra_sp=(0.0, 0.0),
+            compulsory_bytes=sparse.compulsory_bytes,
+            notes=(
+                f"{self._describe(run)}; sparse array n_max {array.n_max} of m {array.m} on "
+                f"{op.b.sparsity.describe()} weights: {work.work_fraction:.2f} of dense work, "
+                f"column imbalance {work.imbalance:.2f}x, {work.kept_fraction:.0%} kept, "
+                f"metadata {sparse.metadata_bytes / 2**20:.2f} MiB"
+            ),
         )
 
     def _describe(self, run: _GemmRun) -> str:
