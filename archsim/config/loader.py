@@ -271,6 +271,15 @@ def load_machine(path: str | Path) -> MachineFile:
 def machine_from_text(text: str, source: str = "<string>") -> MachineFile:
     raw, lines = parse_yaml(text, source)
     _refuse_swapped(raw, source, expected="machine", marker="devices", other="workload")
+    if "devices" not in raw and "graph_accelerator" in raw:
+        # graph-accelerator files price SpGEMM directly (archsim.hw.graph_accel); they hold no
+        # op-level devices for the mappers
+        raise ConfigError(
+            source,
+            "this is a graph-accelerator file (it has 'graph_accelerator'), used by "
+            "'archsim reproduce smash'; simulate, sweep and map need a machine file with "
+            "'devices'",
+        )
     config = validate_as(MachineConfig, raw, source, lines)
     return MachineFile(path=source, raw=raw, lines=lines, sha256=content_hash(raw), config=config)
 

@@ -97,6 +97,7 @@ def test_schema_is_json_schema(archsim, tmp_path):
         (("simulate", PIM, GEMMS.replace("tiny_gemms", "bad_workload")), "unknown field"),
         (("sweep", FPGA, GEMMS, "--mapper", "nonesuch"), "unknown mapper"),
         (("simulate", "no_such_machine", GEMMS), "no shipped file"),
+        (("simulate", "piuma_smash", GEMMS), "graph-accelerator file"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(archsim, args, fragment):
