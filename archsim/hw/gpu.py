@@ -24,6 +24,17 @@ GEMM, in the way cuBLAS heuristics pick a kernel:
   the one that finishes it, written and read once through L2;
 * a fixed ``kernel_launch`` time and the HBM latency of the first load are added.
 
+Convolutions run as cuDNN runs most of them, as an implicit GEMM: per group ``M = batch *
+out_h * out_w``, ``N = out_channels / groups``, ``K = in_channels / groups * kernel_h * kernel_w``
+(:meth:`archsim.ir.ops.Conv2d.as_gemm`), priced by the GEMM path above (tiles, waves, split-K,
+the dtype's tensor rate). The kernel forms the im2col patches on chip (TMA im2col loads on Hopper,
+shared-memory gathers before it) instead of writing them out, so HBM reads each input pixel once
+(at most the im2col operand's bytes, for strided 1x1 convolutions that skip pixels); the up to
+``kernel_h * kernel_w`` re-reads of a pixel by neighbouring patches are counted as L2 traffic,
+like the GEMM's panel re-reads. Convolutions with fewer than ``_MMA_MIN_N`` filters per group
+(depthwise ones) have too little work per group to fill a tensor-core MMA and run as a direct
+CUDA-core kernel, one streaming pass over input, weights and output. Pooling is a streaming kernel.
+
 Time is ``launch + latency + max(compute, memory) + reduction``; the bound is whichever of
 compute, memory or the fixed part is largest.
 
@@ -56,13 +67,27 @@ from archsim.hw.gpu_sparse import (
     flash_llm_padded_tokens,
     flash_llm_spmm_for_density,
 )
-from archsim.ir.ops import Attention, Elementwise, Gemm, GroupedGemm, MoeRouter, Op, gemm
+from archsim.ir.ops import (
+    Attention,
+    Conv2d,
+    Elementwise,
+    Gemm,
+    GroupedGemm,
+    MoeRouter,
+    Op,
+    gemm,
+)
 from archsim.ir.tensor import DENSE, NM, DType, Unstructured
 
 # Op kinds that a GPU runs as one bandwidth-bound kernel (one pass over inputs and outputs).
 _STREAMING_KINDS = frozenset(
-    {"elementwise", "norm", "softmax", "moe_dispatch", "moe_combine", "embedding"}
+    {"elementwise", "norm", "softmax", "moe_dispatch", "moe_combine", "embedding", "pool2d"}
 )
+# Smallest N of a tensor-core MMA instruction (mma.sync m16n8k16 on Ampere/Hopper, Volta's
+# m8n8k4 likewise): a convolution group with fewer filters leaves most of every MMA idle, so
+# libraries run it (depthwise convolutions, cuDNN's and PyTorch's depthwise kernels) as a direct
+# CUDA-core kernel instead of an implicit GEMM.
+_MMA_MIN_N = 8
 
 # Split-K factors tried for skinny GEMMs (cuBLAS and CUTLASS offer small integer splits).
 _SPLIT_K_FACTORS = (1, 2, 3, 4, 6, 8, 12, 16)
@@ -403,7 +428,7 @@ class GpuDevice:
         if op.kind == "collective":
             # no GPU-to-GPU link is modelled yet
             return False
-        if isinstance(op, Gemm | GroupedGemm | Attention | MoeRouter):
+        if isinstance(op, Gemm | GroupedGemm | Attention | MoeRouter | Conv2d):
             return op.dtype in self.config.tensor_flops_per_s
         return op.kind in _STREAMING_KINDS
 
@@ -480,6 +505,8 @@ class GpuDevice:
             return self._attention_cost(op, mapping)
         if isinstance(op, MoeRouter):
             return self._router_cost(op, mapping)
+        if isinstance(op, Conv2d):
+            return self._conv_cost(op, mapping)
         return self._streaming_cost(op, mapping)
 
     def _check_supported(self, op: Op) -> None:
@@ -493,7 +520,7 @@ class GpuDevice:
     def _op_peak_flops_per_s(self, op: Op) -> float:
         if isinstance(op, Gemm):
             return self.config.tensor_flops_per_s[op.dtype] * _sparse_tensor_core_speedup(op)
-        if isinstance(op, GroupedGemm | Attention | MoeRouter):
+        if isinstance(op, GroupedGemm | Attention | MoeRouter | Conv2d):
             return self.config.tensor_flops_per_s[op.dtype]
         return self.config.vector_flops_per_s
 
@@ -521,8 +548,14 @@ class GpuDevice:
 
     # ---- GEMM -----------------------------------------------------------------------------
 
-    def plan_gemm(self, op: Gemm, mapping: GpuMapping | None = None) -> GemmPlan:
-        """The tile and split-K with the least predicted time (or the ones ``mapping`` imposes)."""
+    def plan_gemm(
+        self, op: Gemm, mapping: GpuMapping | None = None, *, a_hbm_bytes: float | None = None
+    ) -> GemmPlan:
+        """The tile and split-K with the least predicted time (or the ones ``mapping`` imposes).
+
+        ``a_hbm_bytes`` replaces the ``a`` operand's bytes in the HBM traffic (an implicit GEMM
+        whose ``a`` is formed on chip from a smaller tensor); its L2 re-reads stay those of ``a``.
+        """
         mapping = mapping or GpuMapping()
         tiles = self.config.tile_shapes
         if mapping.tile is not None:
@@ -540,9 +573,14 @@ class GpuDevice:
             splits = tuple(s for s in _SPLIT_K_FACTORS if s == 1 or op.k / s >= _MIN_K_PER_SPLIT)
         best: GemmPlan | None = None
         for tile in tiles:
-            candidates = [self._gemm_plan(op, tile, split, mapping) for split in splits]
+            candidates = [
+                self._gemm_plan(op, tile, split, mapping, a_hbm_bytes=a_hbm_bytes)
+                for split in splits
+            ]
             if mapping.split_k is None and not _is_two_four(op):
-                candidates.append(self._gemm_plan(op, tile, 1, mapping, stream_k=True))
+                candidates.append(
+                    self._gemm_plan(op, tile, 1, mapping, stream_k=True, a_hbm_bytes=a_hbm_bytes)
+                )
             for plan in candidates:
                 if best is None or plan.body_s < best.body_s:
                     best = plan
@@ -557,6 +595,7 @@ class GpuDevice:
         mapping: GpuMapping,
         *,
         stream_k: bool = False,
+        a_hbm_bytes: float | None = None,
     ) -> GemmPlan:
         cfg = self.config
         warm_l2, dirty_l2_share = mapping.warm_l2, mapping.dirty_l2_share
@@ -601,7 +640,7 @@ class GpuDevice:
         tiles_along_m = -(-op.m // tile.m)
         l2_reads = a_bytes * tiles_along_n + b_bytes * tiles_along_m
         hbm_read, hbm_write, from_l2 = hbm_traffic(
-            a_bytes + b_bytes,
+            (a_bytes if a_hbm_bytes is None else a_hbm_bytes) + b_bytes,
             out_bytes,
             cfg.l2.size_bytes,
             warm_l2=warm_l2,
@@ -706,8 +745,10 @@ class GpuDevice:
             ),
         )
 
-    def _tiled_gemm_cost(self, op: Gemm, mapping: GpuMapping) -> OpCost:
-        plan = self.plan_gemm(op, mapping)
+    def _tiled_gemm_cost(
+        self, op: Gemm, mapping: GpuMapping, *, a_hbm_bytes: float | None = None
+    ) -> OpCost:
+        plan = self.plan_gemm(op, mapping, a_hbm_bytes=a_hbm_bytes)
         fixed_s = self._fixed(mapping)
         if _is_two_four(op):
             fixed_s += self.config.sparse_kernel_overhead_s
@@ -739,6 +780,36 @@ class GpuDevice:
                 + f"split-k {plan.split_k}"
                 + (", stream-k" if plan.stream_k else "")
             ),
+        )
+
+    # ---- convolution ----------------------------------------------------------------------
+
+    def _conv_cost(self, op: Conv2d, mapping: GpuMapping) -> OpCost:
+        """Implicit GEMM on the tensor cores, or a direct kernel for depthwise-like groups."""
+        groups, m, n, k = op.gemm_dims()
+        if n < _MMA_MIN_N:
+            # a few filters per group: a direct kernel, one pass over input, weights and output
+            direct = self._streaming_cost(op, mapping)
+            return dataclasses.replace(
+                direct,
+                notes=f"direct conv kernel ({groups} groups of {n} filters, {k} taps), "
+                f"{direct.bound.value}",
+            )
+        equivalent = op.as_gemm()
+        if isinstance(equivalent.a.sparsity, Unstructured) or isinstance(
+            equivalent.b.sparsity, Unstructured
+        ):
+            # implicit-GEMM kernels read no compressed layout: zeros are stored and multiplied
+            equivalent = _zero_filled(equivalent)
+        # patches are formed on chip: HBM reads each input pixel once, at most the im2col bytes
+        # (a strided 1x1 convolution reads only the pixels it samples)
+        a_hbm_bytes = min(op.x.stored_bytes, equivalent.a.stored_bytes)
+        cost = self._tiled_gemm_cost(equivalent, mapping, a_hbm_bytes=a_hbm_bytes)
+        shape = f"{m}x{n}x{k}" + (f" x {groups} groups" if groups > 1 else "")
+        return dataclasses.replace(
+            cost,
+            utilization=self._utilization(op, cost.latency_s),
+            notes=f"implicit GEMM {shape}: {cost.notes}",
         )
 
     # ---- attention ------------------------------------------------------------------------
