@@ -8,10 +8,12 @@ Effects modelled, in order of the fidelity ladder:
 * sparse DSP chains: a chain of ``L`` slices with ``M``-input multiplexers runs an N:M weight in
   ``L // N`` segments, each covering M reduction elements per cycle (FlightLLM §4.1); block
   sparsity skips whole chain passes; unsupported patterns are decompressed and run dense;
+* number formats: each has a MAC rate per DSP; bf16 without its own entry runs on the fp16 (or
+  fp32) unit, whose multiplier takes its narrower significand;
 * memory placement: weights (and attention's KV cache) stream from DRAM at a sustained share of
-  its peak; with ``activations_on_chip`` (always-on-chip decode) the activations of ops that fit
-  stay in BRAM/URAM, otherwise each activation crosses DRAM and pays its latency on the critical
-  path because the next op needs it;
+  its peak, an embedding gathers only its tokens' table rows; with ``activations_on_chip``
+  (always-on-chip decode) the activations of ops that fit stay in BRAM/URAM, otherwise each
+  activation crosses DRAM and pays its latency on the critical path because the next op needs it;
 * control: each op issues instructions (``instruction`` block). With a ``matrix`` block a matrix
   op issues the loads, matrix instructions and stores its shape needs under the overlay compiler's
   tiling (:func:`matrix_instruction_mix`), and issue overlaps execution (decoupled LD/MV/ST queues)
@@ -30,7 +32,7 @@ from dataclasses import dataclass
 from archsim.config.machine import DspChainConfig, FpgaConfig, MatrixInstructionConfig
 from archsim.energy.pricing import mac_prices_j, memory_prices_j
 from archsim.hw.base import Bound, OpCost, register_device
-from archsim.ir.ops import Attention, Gemm, Op
+from archsim.ir.ops import Attention, Embedding, Gemm, Op
 from archsim.ir.tensor import NM, Block, DType, Sparsity, Tensor
 
 
@@ -192,11 +194,27 @@ def _attention_dram_tensors(op: Attention) -> tuple[Tensor, ...]:
     return (op.k, op.v)
 
 
-# Tensors of an op that live in DRAM however activations are placed, by op kind.
+def _embedding_dram_tensors(op: Embedding) -> tuple[Tensor, ...]:
+    # the table stays in HBM; a lookup gathers only the rows of this step's tokens, so the
+    # traffic is those rows (one table row per token), not the table
+    d_model = op.table.shape[1]
+    rows = Tensor(f"{op.table.name}.gathered", (op.rows, d_model), op.table.dtype, is_weight=True)
+    return (rows,)
+
+
+# Tensors of an op that move between DRAM and the chip however activations are placed, by op
+# kind; weights of other kinds stream whole.
 _RESIDENT_IN_DRAM: dict[str, Callable[..., tuple[Tensor, ...]]] = {
     "gemm": _gemm_dram_tensors,
     "attention": _attention_dram_tensors,
+    "embedding": _embedding_dram_tensors,
 }
+
+# A float format the overlay has no unit for runs on a configured float unit of another format:
+# bf16's 8-bit significand fits the DSP48E2 27x18 multiplier an fp16 unit feeds its 11-bit one
+# (Xilinx UG579), and its 3 extra exponent bits widen the LUT exponent adder beside the DSP, so a
+# bf16 MAC takes the DSP cycles of an fp16 (or fp32) MAC. Tried in order.
+_FLOAT_CARRIERS: dict[DType, tuple[DType, ...]] = {DType.BF16: (DType.FP16, DType.FP32)}
 
 
 def _weights_only(op: Op) -> tuple[Tensor, ...]:
@@ -230,10 +248,19 @@ class FpgaDevice:
         return self.config.clock_hz
 
     def supports(self, op: Op) -> bool:
+        # every op kind runs on the overlay (matrix ops on the DSP chains, norms, softmax,
+        # elementwise, routing and gathers on the vector path); the number format decides
         return self._mac_dtype(op) in self.config.macs_per_dsp_per_cycle
 
+    def datapath_dtype(self, dtype: DType) -> DType:
+        """The configured MAC format that executes ``dtype`` (itself when configured)."""
+        table = self.config.macs_per_dsp_per_cycle
+        if dtype in table:
+            return dtype
+        return next((c for c in _FLOAT_CARRIERS.get(dtype, ()) if c in table), dtype)
+
     def peak_flops_per_s(self, dtype: DType) -> float:
-        per_dsp = self.config.macs_per_dsp_per_cycle.get(dtype, 0)
+        per_dsp = self.config.macs_per_dsp_per_cycle.get(self.datapath_dtype(dtype), 0)
         return 2.0 * self.config.dsp_count * per_dsp * self.clock_hz
 
     def peak_bw_bytes_per_s(self) -> float:
@@ -265,8 +292,8 @@ class FpgaDevice:
         # mixed precision: a GEMM with low-bit weights packs MACs by the weight's width
         # (activations are widened in the DSP pre-adder path), so the weight dtype sets the rate
         if isinstance(op, Gemm) and op.b.is_weight:
-            return op.b.dtype
-        return op.dtype
+            return self.datapath_dtype(op.b.dtype)
+        return self.datapath_dtype(op.dtype)
 
     def split_traffic(self, op: Op) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
         """(DRAM inputs, on-chip inputs, DRAM outputs) under the activation placement policy.
@@ -276,7 +303,8 @@ class FpgaDevice:
         """
         resident = _RESIDENT_IN_DRAM.get(op.kind, _weights_only)(op)
         resident_ids = {id(t) for t in resident}
-        activations = [t for t in op.inputs() if id(t) not in resident_ids]
+        # weights an op reads only in part (the embedding table) are covered by `resident`
+        activations = [t for t in op.inputs() if not t.is_weight and id(t) not in resident_ids]
         act_bytes = sum(t.stored_bytes for t in activations) + op.bytes_written()
         on_chip = self.config.activations_on_chip and act_bytes <= self.config.onchip.size_bytes / 2
         dram_in = list(resident) + ([] if on_chip else activations)
