@@ -6,9 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from shipped_devices import CNN_MODELS, shipped_gpu
 
-from archsim.config import load_machine, load_workload
-from archsim.hw.base import Bound, build_device
+from archsim.config import load_workload
+from archsim.hw.base import Bound
 from archsim.hw.gpu import GpuDevice
 from archsim.ir.ops import Conv2d, Op
 from archsim.ir.tensor import DType
@@ -17,22 +18,10 @@ from archsim.workloads.cnn import CnnBuilder
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKLOADS = ROOT / "workloads"
-CNN_WORKLOADS = (
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "resnet101",
-    "mobilenet_v2",
-    "googlenet",
-    "squeezenet",
-    "densenet121",
-)
+CNN_WORKLOADS = CNN_MODELS
 
 
-def _gpu(name: str) -> GpuDevice:
-    device = build_device(load_machine(ROOT / "hwconfigs" / f"{name}.yaml").config.devices[0])
-    assert isinstance(device, GpuDevice)
-    return device
+_gpu = shipped_gpu
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,8 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+from shipped_devices import shipped_gpu
 
-from archsim.config import load_machine
-from archsim.hw.base import build_device
 from archsim.hw.gpu import GpuDevice, GpuMapping
 from archsim.ir.ops import GroupedGemm, gemm, grouped_gemm
 from archsim.ir.tensor import NM, DType, Sparsity, Unstructured
@@ -23,10 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 D_MODEL, D_FF = 4096, 14336
 
 
-def _device(name: str) -> GpuDevice:
-    device = build_device(load_machine(ROOT / "hwconfigs" / f"{name}.yaml").config.devices[0])
-    assert isinstance(device, GpuDevice)
-    return device
+_device = shipped_gpu
 
 
 @pytest.fixture(scope="module", params=["h100", "a100"])

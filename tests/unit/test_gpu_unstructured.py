@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from shipped_devices import shipped_gpu
 
-from archsim.config import load_machine
-from archsim.hw.base import Bound, build_device
+from archsim.hw.base import Bound
 from archsim.hw.gpu import GpuDevice, GpuMapping
 from archsim.hw.gpu_sparse import flash_llm_spmm, flash_llm_spmm_for_density, flash_llm_tiling
 from archsim.ir.ops import gemm
@@ -25,10 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 K, N = 7168, 28672
 
 
-def _device(name: str) -> GpuDevice:
-    device = build_device(load_machine(ROOT / "hwconfigs" / f"{name}.yaml").config.devices[0])
-    assert isinstance(device, GpuDevice)
-    return device
+_device = shipped_gpu
 
 
 @pytest.fixture(scope="module", params=["h100", "a100"])

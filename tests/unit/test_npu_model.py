@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from shipped_devices import NPU_BASE
 
 from archsim.config import load_machine
 from archsim.config.machine import NpuConfig
@@ -21,40 +22,7 @@ from archsim.ir.tensor import NM, DType, Tensor
 
 REPO = Path(__file__).resolve().parents[2]
 
-# Round numbers, not a product: 1 GHz, 1 TB/s, so 1000 DRAM bytes per cycle.
-BASE: dict[str, Any] = {
-    "kind": "npu",
-    "name": "npu",
-    "clock": "1 GHz",
-    "static_power": "10 W",
-    "leakage_per_mm2": "0.05 W",
-    "mac_energy": {"bf16": "0.5 pJ", "int8": "0.1 pJ"},
-    "vector_op_energy": "0.5 pJ",
-    "systolic_array": {"count": 4, "rows": 128, "cols": 128, "dataflow": "ws"},
-    "macs_per_pe_per_cycle": {"bf16": 1, "int8": 2},
-    "vector_unit": {"lanes": 1024},
-    "scratchpad": {
-        "size": "16 MiB",
-        "bandwidth": "20 TB/s",
-        "read_energy_per_byte": "1 pJ",
-        "write_energy_per_byte": "1 pJ",
-    },
-    "dram": {
-        "size": "32 GiB",
-        "bandwidth": "1 TB/s",
-        "read_energy_per_byte": "30 pJ",
-        "write_energy_per_byte": "30 pJ",
-        "latency": "100 ns",
-    },
-    "dma": {"engines": 2, "setup": "50 ns"},
-    "area": {
-        "per_pe": "0.001 mm2",
-        "per_vector_lane": "0.01 mm2",
-        "sram_per_mib": "0.5 mm2",
-        "dram_phy_per_tb_s": "40 mm2",
-        "fixed": "100 mm2",
-    },
-}
+BASE = NPU_BASE
 
 
 def npu(**changes: Any) -> NpuDevice:
