@@ -85,10 +85,7 @@ def residual_layers(ops: int) -> dict:
 
 
 def memory_problem(config: WorkloadConfig) -> MemoryProblem:
-    graph = lower(config)
-    unbounded = MemoryProblem.from_graph(graph, 2**62)
-    capacity = max(unbounded.working_set_bytes(op) for op in unbounded.ops)
-    return MemoryProblem.from_graph(graph, capacity)
+    return MemoryProblem.at_minimum_required(lower(config))
 
 
 def bench_cosma() -> list[dict[str, float | str]]:

@@ -138,9 +138,20 @@ class MemoryProblem:
             capacity_bytes=int(capacity_bytes),
         )
 
+    @classmethod
+    def at_minimum_required(cls, graph: OpGraph) -> MemoryProblem:
+        """The problem of ``graph`` on a scratchpad of exactly its M_R bytes (COSMA's tightest
+        budget)."""
+        return cls.from_graph(graph, cls.from_graph(graph, 2**62).minimum_required_bytes())
+
     def working_set_bytes(self, op: str) -> int:
         """Bytes ``op`` needs resident while it runs."""
         return sum(self.tensors[t].size_bytes for t in self.op_tensors[op])
+
+    def minimum_required_bytes(self) -> int:
+        """COSMA's M_R: the largest working set (inputs, weights and outputs) of a single op, the
+        smallest scratchpad on which every op runs untiled."""
+        return max(self.working_set_bytes(op) for op in self.ops)
 
     def oversized_op(self) -> str | None:
         """An op whose tensors alone exceed the scratchpad (no plan exists), or None."""

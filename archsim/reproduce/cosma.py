@@ -73,16 +73,9 @@ GRAPHS: dict[str, CnnSpec | NasCellSpec] = {m: CnnSpec(model=m) for m in CNN_MOD
 GRAPHS["nas_cell"] = NasCellSpec(cells=4, channels=44, image_size=28)
 
 
-def minimum_required_bytes(problem: MemoryProblem) -> int:
-    """COSMA's M_R: the largest working set (inputs, weights and outputs) of a single op."""
-    return max(problem.working_set_bytes(op) for op in problem.ops)
-
-
 def _problem(name: str) -> MemoryProblem:
     config = WorkloadConfig(schema_version=1, name=name, workload=GRAPHS[name])
-    graph = lower(config)
-    unbounded = MemoryProblem.from_graph(graph, 2**62)
-    return MemoryProblem.from_graph(graph, minimum_required_bytes(unbounded))
+    return MemoryProblem.at_minimum_required(lower(config))
 
 
 def compare_graph(name: str) -> dict[str, float | str]:

@@ -68,13 +68,11 @@ def test_ilp_matches_brute_force_on_a_small_graph(slots):
 @pytest.mark.parametrize("workload", ["small_cnn_layers", "resnet50"])
 def test_ilp_plan_is_valid_and_never_worse_than_heuristics(workload):
     graph = lower(load_workload(WORKLOADS / f"{workload}.yaml").config)
-    unbounded = MemoryProblem.from_graph(graph, 2**62)
-    capacity = max(unbounded.working_set_bytes(op) for op in unbounded.ops)
-    problem = MemoryProblem.from_graph(graph, capacity)
+    problem = MemoryProblem.at_minimum_required(graph)
     plan = cosma_plan(problem, time_limit_s=5, max_ilp_ops=8)
     assert isinstance(plan, MemoryPlan)
     validate_plan(problem, plan.order, plan.allocations)
-    assert max(plan.occupancy_bytes()) <= capacity
+    assert max(plan.occupancy_bytes()) <= problem.capacity_bytes
     for policy in ("lru", "belady"):
         baseline = plan_with_eviction(problem, problem.ops, policy)
         assert isinstance(baseline, MemoryPlan)
@@ -190,9 +188,7 @@ def test_order_search_is_deterministic_and_beats_the_graph_order_on_nas_cells():
         schema_version=1, name="nas", workload=NasCellSpec(cells=2, channels=16, image_size=8)
     )
     graph = lower(config)
-    unbounded = MemoryProblem.from_graph(graph, 2**62)
-    capacity = max(unbounded.working_set_bytes(op) for op in unbounded.ops)
-    problem = MemoryProblem.from_graph(graph, capacity)
+    problem = MemoryProblem.at_minimum_required(graph)
     graph_order = best_heuristic_plan(problem, problem.ops)
     first = search_order(problem, evaluations=300, seed=1)
     second = search_order(problem, evaluations=300, seed=1)
@@ -218,9 +214,7 @@ def test_nas_cells_plan_meets_the_lower_bound_and_says_optimal():
         schema_version=1, name="nas", workload=NasCellSpec(cells=2, channels=16, image_size=8)
     )
     graph = lower(config)
-    unbounded = MemoryProblem.from_graph(graph, 2**62)
-    capacity = max(unbounded.working_set_bytes(op) for op in unbounded.ops)
-    problem = MemoryProblem.from_graph(graph, capacity)
+    problem = MemoryProblem.at_minimum_required(graph)
     bound = lower_bound_bytes(problem)
     # the first cell's concatenation fills the scratchpad while the stem output is still needed
     assert bound > 0
@@ -267,14 +261,12 @@ def test_best_fit_takes_the_smallest_gap_that_fits():
 @pytest.mark.parametrize("workload", ["small_cnn_layers", "resnet50"])
 def test_tflite_belady_baseline_is_valid(workload):
     graph = lower(load_workload(WORKLOADS / f"{workload}.yaml").config)
-    unbounded = MemoryProblem.from_graph(graph, 2**62)
-    capacity = max(unbounded.working_set_bytes(op) for op in unbounded.ops)
-    problem = MemoryProblem.from_graph(graph, capacity)
+    problem = MemoryProblem.at_minimum_required(graph)
     plan = plan_greedy_by_size(problem, problem.ops, "belady")
     assert isinstance(plan, MemoryPlan)
     validate_plan(problem, plan.order, plan.allocations)
     # with room for everything nothing moves beyond the compulsory bytes
-    roomy = MemoryProblem.from_graph(graph, sum(t.size_bytes for t in unbounded.tensors.values()))
+    roomy = MemoryProblem.from_graph(graph, sum(t.size_bytes for t in problem.tensors.values()))
     assert plan_greedy_by_size(roomy, roomy.ops).traffic.non_compulsory_bytes == 0
 
 
@@ -284,9 +276,7 @@ def test_whole_graph_milp_on_resnet18_is_optimal_and_beats_every_baseline():
     from archsim.mappers.heuristics import min_peak_order
 
     graph = lower(WorkloadConfig(schema_version=1, name="r18", workload=CnnSpec(model="resnet18")))
-    unbounded = MemoryProblem.from_graph(graph, 2**62)
-    capacity = max(unbounded.working_set_bytes(op) for op in unbounded.ops)
-    problem = MemoryProblem.from_graph(graph, capacity)
+    problem = MemoryProblem.at_minimum_required(graph)
     plan = cosma_plan(problem, time_limit_s=60, max_ilp_ops=len(problem.ops), order_evaluations=0)
     assert isinstance(plan, MemoryPlan)
     validate_plan(problem, plan.order, plan.allocations)
